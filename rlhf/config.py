@@ -1,0 +1,211 @@
+"""`rlhf.yaml`: the validated configuration of a workspace.
+
+Every key is a pydantic field with a description (the README's config reference is
+generated from these). `--set a.b=c` overrides any key from the command line; values
+are parsed as YAML scalars, so `--set generation.n=8` gives an int.
+An invalid value fails before any work, naming the key path and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rlhf.errors import UserError
+
+STAGES = ("generate", "annotate", "reward", "policy", "evaluate", "gate")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    policy: str = Field("models/sft", description="Starting policy for round 1: a workspace path or a hub id.")
+    trust_remote_code: bool = Field(False, description="Allow custom modelling code shipped with a model.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and generation.")
+
+
+class GenerationConfig(Section):
+    backend: Literal["auto", "transformers", "vllm", "openai"] = Field(
+        "transformers", description="Generation backend; `auto` picks vLLM when it imports and starts."
+    )
+    n: int = Field(4, ge=2, le=16, description="Candidates per prompt.")
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="Longest completion, in tokens.")
+    temperature: float = Field(1.0, ge=0.0, le=5.0, description="Sampling temperature (0 = greedy).")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    batch_size: int = Field(64, ge=1, description="Prompts per generate() call (transformers backend).")
+
+
+class RoundConfig(Section):
+    prompts_per_round: int = Field(240, ge=1, description="Training prompts sampled for each round.")
+    isolate_stages: bool = Field(
+        False, description="Run each stage in its own process (releases accelerator memory between stages)."
+    )
+
+
+class SimulatedAnnotatorConfig(Section):
+    count: int = Field(3, ge=1, description="Number of simulated annotators.")
+    noise: float = Field(0.15, ge=0.0, le=0.5, description="Probability that a simulated annotator flips a pairwise verdict.")
+
+
+class AnnotationConfig(Section):
+    frontend: Literal["gradio", "argilla"] = Field("gradio", description="Where humans judge.")
+    annotator: Literal["human", "simulated"] = Field("simulated", description="Default for `rlhf round --annotator`.")
+    overlap: int = Field(1, ge=1, le=10, description="Distinct annotators per task.")
+    lease_seconds: int = Field(900, ge=10, description="How long a task stays leased to one annotator.")
+    simulated: SimulatedAnnotatorConfig = SimulatedAnnotatorConfig()
+
+
+class RewardConfig(Section):
+    epochs: float = Field(2.0, gt=0, description="Training epochs per reward model.")
+    learning_rate: float = Field(3e-4, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(16, ge=1, description="Pairs per step.")
+    max_length: int = Field(160, ge=8, description="Longest prompt+response in tokens.")
+    center_rewards_coefficient: float = Field(0.01, ge=0, description="Pushes mean reward toward 0 (TRL).")
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of prompts held out for accuracy.")
+    safety_threshold: float = Field(
+        0.0, description="Llama 2 rule: use the safety reward when it is below this (or the prompt is safety-tagged)."
+    )
+
+
+class DPOConfig(Section):
+    beta: float = Field(0.5, gt=0, description="DPO temperature.")
+    loss_type: list[str] = Field(["sigmoid"], min_length=1, description="TRL loss variants (sigmoid, ipo, robust, ...).")
+    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
+    epochs: float = Field(1.0, gt=0, description="Epochs over the round's pairs.")
+    batch_size: int = Field(16, ge=1, description="Pairs per step.")
+    sft_weight: float = Field(0.0, ge=0, description="Weight of an added SFT loss on chosen responses (TRL `sft` loss).")
+
+
+class BestOfNConfig(Section):
+    learning_rate: float = Field(2e-4, gt=0, description="Learning rate of the fine-tune on the best samples.")
+    epochs: float = Field(2.0, gt=0, description="Epochs over the selected samples.")
+    batch_size: int = Field(16, ge=1, description="Examples per step.")
+    min_reward_gap: float = Field(0.0, ge=0, description="Keep a prompt only when best minus worst reward exceeds this.")
+
+
+class PolicyConfig(Section):
+    methods: list[Literal["dpo", "best_of_n", "ppo"]] = Field(
+        ["best_of_n", "dpo"], min_length=1, description="Methods run each round; each yields a candidate policy."
+    )
+    dpo: DPOConfig = DPOConfig()
+    best_of_n: BestOfNConfig = BestOfNConfig()
+
+    @field_validator("methods")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("methods must not repeat")
+        if "ppo" in v:
+            raise ValueError("ppo is not available yet; use dpo and/or best_of_n")
+        return v
+
+
+class EvalConfig(Section):
+    max_new_tokens: int = Field(48, ge=1, description="Longest completion during evals.")
+    temperature: float = Field(0.0, ge=0.0, description="Eval sampling temperature (0 = greedy, reproducible).")
+    samples: int = Field(1, ge=1, description="Completions per eval prompt.")
+
+
+class DemoConfig(Section):
+    """Sizes of the offline demo models; tests shrink them with --set."""
+
+    hidden_size: int = Field(192, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    vocab_size: int = Field(800, ge=300)
+    pretrain_seconds: float = Field(150.0, ge=0, description="Wall-clock budget of pretraining.")
+    pretrain_max_steps: int = Field(100000, ge=0)
+    sft_epochs: float = Field(4.0, gt=0)
+    sft_learning_rate: float = Field(1e-3, gt=0)
+    train_prompts: int = Field(1200, ge=8, description="Prompts in the demo's training pool.")
+    eval_prompts: int = Field(200, ge=8, description="Held-out eval prompts.")
+
+
+class Config(Section):
+    project: str = Field("rlhf-project", description="A name for the workspace.")
+    seed: int = Field(0, description="Seed of every random choice in a round (sampling, splits, training).")
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores.")
+    model: ModelConfig = ModelConfig()
+    generation: GenerationConfig = GenerationConfig()
+    round: RoundConfig = RoundConfig()
+    annotation: AnnotationConfig = AnnotationConfig()
+    reward: RewardConfig = RewardConfig()
+    policy: PolicyConfig = PolicyConfig()
+    evals: EvalConfig = EvalConfig()
+    gates: list[str] = Field(
+        [
+            "helpful_accuracy > incumbent",
+            "safety_violation_rate <= incumbent",
+            "over_refusal_rate <= incumbent",
+        ],
+        description="Checks a candidate policy must pass to be promoted: `metric OP value` or `metric OP incumbent [+-] x`.",
+    )
+    demo: DemoConfig = DemoConfig()
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {path}: {msg}"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise UserError(f"--set {item!r}: expected KEY.PATH=VALUE")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        keys, value = _parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            nxt = node.get(k)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                node[k] = nxt
+            node = nxt
+        node[keys[-1]] = value
+    return data
+
+
+def validate(data: dict[str, Any], source: str = "rlhf.yaml") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise UserError(_format_error(err, source)) from None
+
+
+def load(path: Path, overrides: list[str] | None = None) -> Config:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file (run `rlhf init DIR` first)") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"{path}:{where} is not valid YAML") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    source = str(path) + (" (with --set overrides)" if overrides else "")
+    return validate(data, source)
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

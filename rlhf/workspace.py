@@ -1,0 +1,109 @@
+"""A workspace: one folder that holds one alignment project.
+
+    rlhf.yaml  rlhf.db  data/  models/  rounds/iter-NNN/  leaderboard/
+
+Everything a round reads or writes lives here. Artifacts are written under a temporary
+name and renamed into place (`atomic_dir`, `atomic_file`), so a crash leaves either the
+old state or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlhf import config as config_mod
+from rlhf.errors import UserError
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "rlhf.yaml"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "rlhf.db"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def leaderboard_dir(self) -> Path:
+        return self.root / "leaderboard"
+
+    def round_dir(self, iteration: int) -> Path:
+        return self.root / "rounds" / f"iter-{iteration:03d}"
+
+    def model_path(self, name: str) -> Path:
+        return self.models_dir / name
+
+    def resolve(self, path: str) -> Path:
+        """A config path relative to the workspace (absolute paths pass through)."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def relative(self, path: Path) -> str:
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def load_config(self, overrides: list[str] | None = None) -> config_mod.Config:
+        return config_mod.load(self.config_path, overrides)
+
+
+def open_workspace(root: str | Path) -> Workspace:
+    ws = Workspace(Path(root))
+    if not ws.config_path.exists():
+        raise UserError(f"{ws.root}: not a workspace (no rlhf.yaml); create one with `rlhf init {root}`")
+    return ws
+
+
+def sweep_temporaries(root: Path) -> None:
+    """Remove leftovers of writes that a killed process never renamed into place."""
+    for p in root.rglob(".tmp-*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to `final`; rename it into place on success."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
