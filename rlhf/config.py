@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rlhf.errors import UserError
+from rlhf.gate_syntax import parse_gate
 
 STAGES = ("generate", "annotate", "reward", "policy", "evaluate", "gate")
 
@@ -146,6 +147,17 @@ class Config(Section):
         description="Checks a candidate policy must pass to be promoted: `metric OP value` or `metric OP incumbent [+-] x`.",
     )
     demo: DemoConfig = DemoConfig()
+
+    @field_validator("gates")
+    @classmethod
+    def _gates_parse(cls, v: list[str]) -> list[str]:
+        for i, expr in enumerate(v):
+            try:
+                parse_gate(expr)
+            except ValueError as err:
+                # The message quotes the expression; the index finds it in a long list.
+                raise ValueError(f"gates[{i}]: {err}") from None
+        return v
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -1,0 +1,73 @@
+"""Supervised fine-tuning on conversations with TRL's SFTTrainer (loss on assistant turns).
+
+Used for the demo's SFT model and, on selected samples, by best-of-n.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from policy.trainer_args import cpu_safe_args
+
+
+@dataclass
+class SFTRunConfig:
+    epochs: float = 3.0
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    max_length: int = 160
+    eval_fraction: float = 0.2
+    seed: int = 0
+    log_dir: str | None = None
+
+
+def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list, list]:
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    cut = int(len(rows) * fraction)
+    return rows[cut:], rows[:cut]
+
+
+def train_sft(model, tokenizer, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTRunConfig) -> dict[str, Any]:
+    """Fine-tune `model` on `rows` ({"messages": [...]}); save to `out_dir`; return the loss curve."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed) if cfg.eval_fraction else (rows, [])
+    args = SFTConfig(
+        num_train_epochs=cfg.epochs,
+        learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=64,
+        max_length=cfg.max_length,
+        assistant_only_loss=True,
+        eval_strategy="epoch" if eval_rows else "no",
+        lr_scheduler_type="cosine",
+        warmup_steps=10,
+        **cpu_safe_args(cfg.seed, cfg.log_dir),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    history = trainer.state.log_history
+    curve = [
+        {"epoch": round(h["epoch"], 2), "eval_loss": h["eval_loss"]} for h in history if "eval_loss" in h
+    ]
+    train_losses = [h["loss"] for h in history if "loss" in h]
+    trainer.save_model(str(out_dir))
+    tokenizer.save_pretrained(out_dir)
+    return {
+        "train_rows": len(train_rows),
+        "eval_rows": len(eval_rows),
+        "train_loss_first": train_losses[0] if train_losses else None,
+        "train_loss_last": train_losses[-1] if train_losses else None,
+        "eval_curve": curve,
+    }
