@@ -20,13 +20,17 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import Select, and_, exists, func, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from rlhf import schema, types
 from rlhf.errors import UserError
 
 LIVE = "leased"
+# How long lease_next waits for other annotators' in-flight leases before saying "nothing left".
+LOCK_WAIT_MS = 2000
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def _now(now: datetime | None) -> datetime:
@@ -183,17 +187,18 @@ def lease_next(
     base = select(T).where(~done_by_me, ~judged_by_me, judged + leased_by_others < T.overlap)
     if round_id is not None:
         base = base.where(T.round_id == round_id)
-    skip_locked = _is_postgres(s)
+    postgres = _is_postgres(s)
 
     passed_over: list[int] = []
     while True:
         q = base.where(T.id.not_in(passed_over)) if passed_over else base
-        task = s.scalar(
-            q.order_by(T.id)
-            .limit(1)
-            .with_for_update(of=T, skip_locked=skip_locked, key_share=True)
-            .execution_options(populate_existing=True)
-        )
+        q = q.order_by(T.id).limit(1).execution_options(populate_existing=True)
+        task = s.scalar(q.with_for_update(of=T, skip_locked=postgres, key_share=True))
+        if task is None and postgres:
+            # Every open task may be locked by someone leasing it right now; one of them
+            # may still have a slot for us once that commits. "None" should mean there is
+            # nothing to do, not "busy", so wait for those locks, briefly.
+            task = _wait_for_locked(s, q.with_for_update(of=T, key_share=True))
         if task is None:
             return None
         # Re-count under the lock: this statement sees every commit made before the lock was taken.
@@ -202,6 +207,25 @@ def lease_next(
             continue
         _lease(s, task.id, annotator_id, now + timedelta(seconds=lease_seconds), now)
         return task
+
+
+def _wait_for_locked(s: Session, locking_query: Select[tuple[schema.Task]]) -> schema.Task | None:
+    """Run a blocking FOR UPDATE query with a lock timeout; None if the locks stay held.
+
+    A savepoint keeps a timeout from aborting the caller's transaction, and the
+    previous lock_timeout comes back afterwards (set_config(..., true) lasts until commit).
+    """
+    previous = s.scalar(text("SELECT current_setting('lock_timeout')"))
+    try:
+        with s.begin_nested():
+            s.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": f"{LOCK_WAIT_MS}ms"})
+            task = s.scalar(locking_query)
+            s.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
+            return task
+    except OperationalError as err:
+        if getattr(err.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        return None
 
 
 def _lease(s: Session, task_id: int, annotator_id: int, until: datetime, now: datetime) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from policy.trainer_args import cpu_safe_args
+from rlhf.trainer_args import cpu_safe_args
 
 
 @dataclass
@@ -19,7 +19,6 @@ class SFTRunConfig:
     learning_rate: float = 1e-3
     batch_size: int = 16
     max_length: int = 160
-    eval_fraction: float = 0.2
     seed: int = 0
     log_dir: str | None = None
 
@@ -31,12 +30,16 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[
     return rows[cut:], rows[:cut]
 
 
-def train_sft(model, tokenizer, rows: list[dict[str, Any]], out_dir: Path, cfg: SFTRunConfig) -> dict[str, Any]:
-    """Fine-tune `model` on `rows` ({"messages": [...]}); save to `out_dir`; return the loss curve."""
+def train_sft(model, tokenizer, train_rows: list[dict[str, Any]], out_dir: Path, cfg: SFTRunConfig,
+              eval_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fine-tune `model` on `train_rows` ({"messages": [...]}); save to `out_dir`.
+
+    With `eval_rows`, the validation loss after each epoch is part of the result (where
+    overfitting shows)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, cfg.seed) if cfg.eval_fraction else (rows, [])
+    eval_rows = eval_rows or []
     args = SFTConfig(
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,

@@ -87,6 +87,9 @@ class BestOfNConfig(Section):
     epochs: float = Field(2.0, gt=0, description="Epochs over the selected samples.")
     batch_size: int = Field(16, ge=1, description="Examples per step.")
     min_reward_gap: float = Field(0.0, ge=0, description="Keep a prompt only when best minus worst reward exceeds this.")
+    fresh_prompts: int = Field(
+        300, ge=0, description="Unlabelled train prompts sampled on top of the round's (best-of-n needs no labels)."
+    )
 
 
 class PolicyConfig(Section):

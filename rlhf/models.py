@@ -52,6 +52,10 @@ def _kwargs(trust_remote_code: bool, dtype: str | None) -> dict[str, Any]:
 
 
 def _wrap(fn, name: str):
+    from transformers.utils import logging as hf_logging
+
+    # A fresh reward head is expected; transformers' load report would say so at length.
+    hf_logging.set_verbosity_error()
     try:
         return fn()
     except OSError as err:

@@ -293,8 +293,6 @@ def test_concurrent_leasing_never_over_assigns(store: Store, round_factory, over
     assert set(per_task.values()) == {overlap}
     for ann, tasks in leased.items():
         assert len(tasks) == len(set(tasks)), f"worker {ann} leased a task twice"
-    # The work spread over the workers instead of queueing behind one of them.
-    assert sum(1 for tasks in leased.values() if tasks) >= 2
 
 
 @pytest.mark.postgres

@@ -296,7 +296,21 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     finally:
         st.dispose()
-    assert (tmp_path / "w.db-wal").exists() or (tmp_path / "w.db").exists()
+
+
+def test_sqlite_readonly_sessions_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    st = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        with st.session() as writer:
+            writer.add(schema.Annotator(name="pending"))
+            writer.flush()  # the writer now holds SQLite's write lock, uncommitted
+            with st.session(readonly=True) as reader:
+                # WAL readers see the last commit and never queue behind the writer.
+                assert reader.scalars(select(schema.Annotator)).all() == []
+        with st.session(readonly=True) as reader:
+            assert reader.scalars(select(schema.Annotator.name)).all() == ["pending"]
+    finally:
+        st.dispose()
 
 
 def test_database_url_defaults_to_the_workspace_sqlite_file(tmp_path: Path, monkeypatch) -> None:

@@ -1,0 +1,50 @@
+"""Best-of-n / rejection-sampling fine-tuning (Llama 2).
+
+Sample n completions per prompt with the incumbent, keep the one the reward models like
+best, and fine-tune the incumbent on the kept ones. The selected set is plain SFT data,
+so the same SFT trainer does the update.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from policy.sft import SFTRunConfig, train_sft
+from rlhf.types import Completion, PromptRow
+
+
+@dataclass
+class BestOfNRunConfig:
+    learning_rate: float = 2e-4
+    epochs: float = 2.0
+    batch_size: int = 16
+    min_reward_gap: float = 0.0
+    seed: int = 0
+    log_dir: str | None = None
+
+
+def select_best(rows: list[PromptRow], completions: list[Completion], rewards: list[float],
+                min_gap: float = 0.0) -> list[dict]:
+    """One conversation per prompt: its best completion, when best and worst differ by > min_gap."""
+    by_prompt: dict[int, list[tuple[float, Completion]]] = defaultdict(list)
+    for c, r in zip(completions, rewards, strict=True):
+        by_prompt[c.prompt_id].append((r, c))
+    prompts = {r.id: r for r in rows}
+    selected = []
+    for pid, scored in sorted(by_prompt.items()):
+        scored.sort(key=lambda x: (-x[0], x[1].sample_index))
+        best, worst = scored[0][0], scored[-1][0]
+        if best - worst <= min_gap or not scored[0][1].text:
+            continue
+        messages = [*prompts[pid].messages, {"role": "assistant", "content": scored[0][1].text}]
+        selected.append({"messages": messages})
+    return selected
+
+
+def train_best_of_n(model, tokenizer, selected: list[dict], out_dir: Path, cfg: BestOfNRunConfig) -> dict:
+    sft_cfg = SFTRunConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+                           seed=cfg.seed, log_dir=cfg.log_dir)
+    result = train_sft(model, tokenizer, selected, out_dir, sft_cfg)
+    return {"selected": len(selected), **result}

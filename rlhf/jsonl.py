@@ -1,0 +1,48 @@
+"""Reading JSONL input: a malformed line fails with its file and line number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlhf.errors import UserError
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    from rlhf.workspace import atomic_file
+
+    with atomic_file(Path(path)) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def messages_of(row: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """Validate TRL's conversational `messages` field."""
+    msgs = row.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise UserError(f"{where}: `messages` must be a non-empty list")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+            raise UserError(f"{where}: messages[{i}] must be {{\"role\": system|user|assistant, \"content\": str}}")
+    return msgs

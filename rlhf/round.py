@@ -1,0 +1,160 @@
+"""The round state machine: `rlhf round --iter N` runs the stages of round N not done yet.
+
+    generate -> annotate -> reward -> policy -> evaluate -> gate
+
+Each stage is `run(ctx) -> dict` (its summary). A stage writes its artifacts under
+temporary names, renames them into place, and records them in the store in the same
+transaction that marks the stage done; so a process killed anywhere leaves either the
+old state or the new one, and running the command again continues from the first stage
+not done. Stages can run in their own process (`python -m rlhf.stage NAME --iter N`) so
+that accelerator memory is released between them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rlhf import store as st
+from rlhf.config import STAGES, Config
+from rlhf.errors import UserError
+from rlhf.store import Store
+from rlhf.workspace import Workspace, sweep_temporaries
+
+console = Console(stderr=True)
+
+
+@dataclass
+class StageContext:
+    ws: Workspace
+    cfg: Config
+    store: Store
+    iter: int
+    round_id: int
+    incumbent_id: int
+    annotator: str  # human | simulated
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        d = self.ws.round_dir(self.iter)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def log_dir(self, name: str) -> str:
+        return str(self.dir / "logs" / name)
+
+    def seed(self, salt: str = "") -> int:
+        return abs(hash_str(f"{self.cfg.seed}:{self.iter}:{salt}")) % (2**31)
+
+
+def hash_str(s: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(s.encode()).hexdigest()[:12], 16)
+
+
+def failpoint(name: str) -> None:
+    """Kill this process here when RLHF_KILL_AT names this point (crash-safety tests)."""
+    if name in os.environ.get("RLHF_KILL_AT", "").split(","):
+        import signal
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stage_functions() -> dict[str, Callable[[StageContext], dict[str, Any]]]:
+    from rlhf.stages import annotate, evaluate, gate, generate, policy, reward
+
+    return {
+        "generate": generate.run,
+        "annotate": annotate.run,
+        "reward": reward.run,
+        "policy": policy.run,
+        "evaluate": evaluate.run,
+        "gate": gate.run,
+    }
+
+
+def check_stage(name: str) -> str:
+    if name not in STAGES:
+        raise UserError(f"unknown stage {name!r}; stages are: {', '.join(STAGES)}")
+    return name
+
+
+def open_round(ws: Workspace, cfg: Config, store: Store, iteration: int) -> tuple[int, int]:
+    """The round's id and incumbent, creating the round if the previous one is complete."""
+    if iteration < 1:
+        raise UserError(f"--iter must be 1 or more, not {iteration}")
+    with store.session() as s:
+        rnd = st.get_round(s, iteration)
+        if rnd is not None:
+            return rnd.id, rnd.incumbent_model_id
+        if iteration > 1:
+            prev = st.get_round(s, iteration - 1)
+            if prev is None or prev.status != "complete":
+                state = "does not exist" if prev is None else f"is {prev.status}"
+                raise UserError(f"round {iteration} needs round {iteration - 1} to be complete, but it {state}")
+        incumbent = st.promoted_policy(s)
+        if incumbent is None:
+            raise UserError("no policy to start from: register an SFT model (`rlhf init DIR --demo` builds one)")
+        rnd = st.create_round(s, iteration, cfg.model_dump(mode="json"), incumbent.id)
+        return rnd.id, rnd.incumbent_model_id
+
+
+def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: list[str],
+              overrides: list[str], only: str | None = None) -> dict[str, Any]:
+    from rlhf.models import set_threads
+
+    for name in redo:
+        check_stage(name)
+    store = Store.open(st.database_url(ws.db_path))
+    try:
+        round_id, incumbent_id = open_round(ws, cfg, store, iteration)
+        sweep_temporaries(ws.root)
+        ctx = StageContext(ws, cfg, store, iteration, round_id, incumbent_id, annotator, overrides)
+        if redo:
+            # Redoing a stage invalidates everything after it.
+            first = min(STAGES.index(r) for r in redo)
+            with store.session() as s:
+                for name in STAGES[first:]:
+                    st.reset_stage(s, round_id, name)
+                st.get_round(s, iteration).status = "running"
+        set_threads(cfg.threads or os.cpu_count() or 1)
+        stages = [only] if only else list(STAGES)
+        results: dict[str, Any] = {}
+        for name in stages:
+            with store.session() as s:
+                if st.stage_done(s, round_id, name):
+                    continue
+                rnd = st.get_round(s, iteration)
+                rnd.current_stage, rnd.status = name, "running"
+            console.print(f"[bold cyan]round {iteration}[/] ▶ {name}")
+            started = time.monotonic()
+            if cfg.round.isolate_stages and not only:
+                _run_in_subprocess(ws, name, iteration, annotator, overrides)
+            else:
+                results[name] = _stage_functions()[name](ctx)
+            console.print(f"[bold cyan]round {iteration}[/] ✓ {name} ({time.monotonic() - started:.0f} s)")
+        return results
+    finally:
+        store.dispose()
+
+
+def _run_in_subprocess(ws: Workspace, name: str, iteration: int, annotator: str, overrides: list[str]) -> None:
+    cmd = [sys.executable, "-m", "rlhf.stage", name, "--iter", str(iteration), "--workspace", str(ws.root),
+           "--annotator", annotator]
+    for o in overrides:
+        cmd += ["--set", o]
+    code = subprocess.call(cmd)
+    if code != 0:
+        raise SystemExit(code)

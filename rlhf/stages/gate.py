@@ -1,0 +1,55 @@
+"""Stage 6: apply the gates of rlhf.yaml; promote the best passing candidate or keep the incumbent."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import delete, select
+
+from evals.gates import choose, evaluate_gates
+from rlhf import schema
+from rlhf import store as st
+from rlhf.stages import leaderboard
+from rlhf.stages.common import complete
+from rlhf.workspace import atomic_file
+
+# Among candidates that pass every gate, the one the helpfulness reward model prefers most.
+RANK_BY = "win_rate_vs_incumbent"
+
+
+def _metrics(s, round_id: int, model_id: int) -> dict[str, float]:
+    q = select(schema.EvalResult.metric, schema.EvalResult.value).where(
+        schema.EvalResult.round_id == round_id, schema.EvalResult.model_id == model_id)
+    return dict(s.execute(q).all())
+
+
+def run(ctx) -> dict:
+    with ctx.store.session() as s:
+        cands = list(s.scalars(select(schema.Model).where(schema.Model.kind == "policy",
+                                                           schema.Model.round_iter == ctx.iter)))
+        incumbent = _metrics(s, ctx.round_id, ctx.incumbent_id)
+        checks = {m.name: evaluate_gates(ctx.cfg.gates, _metrics(s, ctx.round_id, m.id), incumbent) for m in cands}
+        scores = {m.name: _metrics(s, ctx.round_id, m.id).get(RANK_BY, float("nan")) for m in cands}
+        ids = {m.name: m.id for m in cands}
+    winner, reason = choose(checks, scores)
+    decision = {"promoted": winner, "reason": reason,
+                "checks": {n: [c.to_dict() for c in cs] for n, cs in checks.items()}}
+    path = ctx.dir / "gate.json"
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(decision, indent=2))
+
+    def record(s):
+        s.execute(delete(schema.GateDecision).where(schema.GateDecision.round_id == ctx.round_id))
+        for name, cs in checks.items():
+            ok = name == winner
+            s.add(schema.GateDecision(round_id=ctx.round_id, model_id=ids[name], checks=[c.to_dict() for c in cs],
+                                      decision="promote" if ok else "reject",
+                                      reason=reason if ok or winner is None else f"passed over for {winner}; "
+                                      + "; ".join(c.reason for c in cs if not c.passed)))
+            s.get(schema.Model, ids[name]).status = "promoted" if ok else "rejected"
+        rnd = st.get_round(s, ctx.iter)
+        rnd.status, rnd.current_stage, rnd.finished_at = "complete", None, schema.utcnow()
+
+    complete(ctx, "gate", decision, [("gate", path)], record)
+    page = leaderboard.build(ctx.store, ctx.ws.leaderboard_dir, f"{ctx.cfg.project}: leaderboard")
+    return {**decision, "leaderboard": str(page)}

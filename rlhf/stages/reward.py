@@ -1,0 +1,78 @@
+"""Stage 3: judgments so far -> pairs -> helpfulness and safety reward models (TRL RewardTrainer)."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from reward.pairs import JudgedTask, PairSet, split, to_pairs
+from reward.train import RewardRunConfig, train_reward_model
+from rlhf import schema
+from rlhf import store as st
+from rlhf.records import prompt_row
+from rlhf.round import failpoint
+from rlhf.stages.common import complete, load_policy, model_row
+from rlhf.types import Judgment
+from rlhf.workspace import atomic_dir, atomic_file
+
+MIN_PAIRS = 8  # below this a reward model would be noise; the head is skipped and says so
+
+
+def judged_tasks(ctx) -> list[JudgedTask]:
+    """Every judgment of this round and the earlier ones, with its prompt and candidate texts."""
+    with ctx.store.session() as s:
+        q = (select(schema.Judgment, schema.Task, schema.Annotator.name)
+             .join(schema.Task, schema.Task.id == schema.Judgment.task_id)
+             .join(schema.Round, schema.Round.id == schema.Task.round_id)
+             .join(schema.Annotator, schema.Annotator.id == schema.Judgment.annotator_id)
+             .where(schema.Round.iter <= ctx.iter).order_by(schema.Judgment.id))
+        out = []
+        for j, t, name in s.execute(q).all():
+            p = prompt_row(s.get(schema.Prompt, t.prompt_id))
+            texts = {c.id: c.text for c in s.scalars(select(schema.Candidate).where(schema.Candidate.id.in_(t.candidate_ids)))}
+            verdict = Judgment(task_id=t.id, annotator=name, ranking=j.ranking, unsafe=tuple(j.unsafe), strength=j.strength)
+            out.append(JudgedTask(t.prompt_id, p.messages, texts, verdict, p.tags))
+        return out
+
+
+def run(ctx) -> dict:
+    r = ctx.cfg.reward
+    pairs: PairSet = to_pairs(judged_tasks(ctx))
+    incumbent = model_row(ctx, ctx.incumbent_id)
+    _, tok = load_policy(ctx, incumbent.path)
+    tok.padding_side = "right"
+    report: dict = {"ties_excluded": pairs.ties}
+    trained: list[tuple[str, str, dict]] = []
+    for head, head_pairs in (("helpful", pairs.helpful), ("safety", pairs.safety)):
+        train, test = split(head_pairs, r.eval_fraction, ctx.cfg.seed)
+        if len(train) < MIN_PAIRS:
+            report[head] = {"skipped": f"only {len(train)} training pairs"}
+            continue
+        name = f"rm-{head}-iter-{ctx.iter:03d}"
+        final = ctx.ws.model_path(name)
+        run_cfg = RewardRunConfig(epochs=r.epochs, learning_rate=r.learning_rate, batch_size=r.batch_size,
+                                  max_length=r.max_length, center_rewards_coefficient=r.center_rewards_coefficient,
+                                  seed=ctx.cfg.seed, log_dir=ctx.log_dir(name))
+        with atomic_dir(final) as tmp:
+            metrics = train_reward_model(str(ctx.ws.resolve(incumbent.path)), tok, train, test, tmp, run_cfg,
+                                         ctx.cfg.model.trust_remote_code)
+        report[head] = metrics
+        trained.append((head, name, metrics))
+        failpoint(f"reward:{head}")
+    path = ctx.dir / "reward_report.json"
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+
+    def register(s):
+        for head, name, metrics in trained:
+            st.register_model(s, name, "reward", f"models/{name}", parent_id=incumbent.id, round_iter=ctx.iter,
+                              method=f"rm-{head}", metrics={k: v for k, v in metrics.items() if k != "score_histogram"},
+                              lineage={"base": incumbent.name, "pairs": metrics["train_pairs"]})
+
+    summary = {head: {k: report[head].get(k) for k in ("accuracy", "ece", "train_pairs", "test_pairs", "skipped")
+                      if k in report[head]} for head in ("helpful", "safety")}
+    summary["ties_excluded"] = pairs.ties
+    complete(ctx, "reward", summary,
+             [("reward_report", path)] + [("reward_model", ctx.ws.model_path(n)) for _, n, _ in trained], register)
+    return summary

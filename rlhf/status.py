@@ -1,0 +1,74 @@
+"""`rlhf status`: what the store knows about the workspace, as data and as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from rlhf import schema
+from rlhf import store as st
+from rlhf.config import STAGES
+from rlhf.workspace import Workspace
+
+SHOWN = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "mean_length")
+
+
+def collect(ws: Workspace) -> dict[str, Any]:
+    store = st.Store.open(st.database_url(ws.db_path))
+    try:
+        with store.session() as s:
+            rounds = []
+            for r in s.scalars(select(schema.Round).order_by(schema.Round.iter)):
+                runs = {x.stage: x.summary for x in s.scalars(select(schema.StageRun).where(schema.StageRun.round_id == r.id))}
+                rounds.append({
+                    "iter": r.iter, "status": r.status, "current_stage": r.current_stage,
+                    "stages_done": [n for n in STAGES if n in runs],
+                    "incumbent": s.get(schema.Model, r.incumbent_model_id).name if r.incumbent_model_id else None,
+                    "reward": runs.get("reward"), "gate": runs.get("gate"),
+                })
+            models = []
+            for m in s.scalars(select(schema.Model).order_by(schema.Model.id)):
+                metrics = dict(s.execute(select(schema.EvalResult.metric, schema.EvalResult.value)
+                                         .where(schema.EvalResult.model_id == m.id)
+                                         .order_by(schema.EvalResult.round_id)).all())
+                models.append({"name": m.name, "kind": m.kind, "status": m.status, "round": m.round_iter,
+                               "method": m.method, "path": m.path, "eval": metrics})
+            incumbent = st.promoted_policy(s)
+            return {"workspace": str(ws.root), "database": store.url, "rounds": rounds, "models": models,
+                    "incumbent": incumbent.name if incumbent else None}
+    finally:
+        store.dispose()
+
+
+def render(info: dict[str, Any], console: Console) -> None:
+    console.print(f"[bold]{info['workspace']}[/]  incumbent: [green]{info['incumbent']}[/]")
+    t = Table(title="rounds")
+    for c in ("iter", "status", "stages done", "incumbent", "decision"):
+        t.add_column(c)
+    for r in info["rounds"]:
+        reason = (r.get("gate") or {}).get("reason", "")
+        t.add_row(str(r["iter"]), r["status"], ", ".join(r["stages_done"]) or "-", r["incumbent"] or "", reason)
+    console.print(t)
+    t = Table(title="policies")
+    for c in ("name", "status", "method", *SHOWN):
+        t.add_column(c)
+    for m in info["models"]:
+        if m["kind"] not in ("sft", "policy"):
+            continue
+        t.add_row(m["name"], m["status"], m["method"] or m["kind"],
+                  *(f"{m['eval'][k]:.3f}" if k in m["eval"] else "" for k in SHOWN))
+    console.print(t)
+    rms = [m for m in info["models"] if m["kind"] == "reward"]
+    if rms:
+        t = Table(title="reward models (held-out)")
+        for c in ("name", "round", "accuracy", "ece", "pairs"):
+            t.add_column(c)
+        for m in rms:
+            r = next((x["reward"] for x in info["rounds"] if x["iter"] == m["round"]), None) or {}
+            head = r.get(m["method"].removeprefix("rm-"), {})
+            t.add_row(m["name"], str(m["round"]), f"{head.get('accuracy', float('nan')):.3f}",
+                      f"{head.get('ece', float('nan')):.3f}", str(head.get("train_pairs", "")))
+        console.print(t)
