@@ -69,7 +69,11 @@ def create_tasks(s: Session, round_id: int, overlap: int, seed: int) -> int:
         random.Random(f"{seed}:{round_id}:{prompt_id}").shuffle(order)
         s.add(
             schema.Task(
-                round_id=round_id, prompt_id=prompt_id, candidate_ids=cand_ids, display_order=order, overlap=overlap
+                round_id=round_id,
+                prompt_id=prompt_id,
+                candidate_ids=cand_ids,
+                display_order=order,
+                overlap=overlap,
             )
         )
         created += 1
@@ -118,20 +122,17 @@ def _locked_task(s: Session, task_id: int) -> schema.Task:
     return task
 
 
+def _assignment(s: Session, task_id: int, annotator_id: int) -> schema.Assignment | None:
+    A = schema.Assignment
+    return s.scalar(select(A).where(A.task_id == task_id, A.annotator_id == annotator_id))
+
+
 def _taken_slots(s: Session, task_id: int, annotator_id: int, now: datetime) -> int:
     """Judgments of the task plus live leases held by annotators other than this one."""
-    judged = s.scalar(select(func.count(schema.Judgment.id)).where(schema.Judgment.task_id == task_id)) or 0
-    leased = (
-        s.scalar(
-            select(func.count(schema.Assignment.id)).where(
-                schema.Assignment.task_id == task_id,
-                schema.Assignment.status == LIVE,
-                schema.Assignment.leased_until > now,
-                schema.Assignment.annotator_id != annotator_id,
-            )
-        )
-        or 0
-    )
+    A, J = schema.Assignment, schema.Judgment
+    judged = s.scalar(select(func.count(J.id)).where(J.task_id == task_id)) or 0
+    live = (A.task_id == task_id, A.status == LIVE, A.leased_until > now, A.annotator_id != annotator_id)
+    leased = s.scalar(select(func.count(A.id)).where(*live)) or 0
     return judged + leased
 
 
@@ -240,11 +241,7 @@ def _lease(s: Session, task_id: int, annotator_id: int, until: datetime, now: da
         .values(status="expired")
         .execution_options(synchronize_session="fetch")
     )
-    row = s.scalar(
-        select(schema.Assignment).where(
-            schema.Assignment.task_id == task_id, schema.Assignment.annotator_id == annotator_id
-        )
-    )
+    row = _assignment(s, task_id, annotator_id)
     if row is None:
         s.add(schema.Assignment(task_id=task_id, annotator_id=annotator_id, leased_until=until, status=LIVE))
     else:
@@ -307,22 +304,19 @@ def submit(
     sets it; imports from Argilla do not).
     """
     if source not in schema.JUDGMENT_SOURCES:
-        raise UserError(f"judgment source must be one of {', '.join(schema.JUDGMENT_SOURCES)}, not {source!r}")
+        raise UserError(
+            f"judgment source must be one of {', '.join(schema.JUDGMENT_SOURCES)}, not {source!r}"
+        )
     task = _locked_task(s, task_id)
     annotator = _annotator(s, annotator_id)
-    existing = s.scalar(
-        select(schema.Judgment).where(schema.Judgment.task_id == task_id, schema.Judgment.annotator_id == annotator_id)
-    )
+    J = schema.Judgment
+    existing = s.scalar(select(J).where(J.task_id == task_id, J.annotator_id == annotator_id))
     if existing is not None:
         return existing
     if judgment.annotator and judgment.annotator != annotator.name:
         raise UserError(f"judgment is signed by {judgment.annotator!r}, submitted as {annotator.name!r}")
     validate_judgment(task, judgment)
-    assignment = s.scalar(
-        select(schema.Assignment).where(
-            schema.Assignment.task_id == task_id, schema.Assignment.annotator_id == annotator_id
-        )
-    )
+    assignment = _assignment(s, task_id, annotator_id)
     if require_lease and (assignment is None or assignment.status == "skipped"):
         raise UserError(f"task {task_id} is not assigned to {annotator.name}")
     now = schema.utcnow()
@@ -339,7 +333,11 @@ def submit(
     )
     s.add(row)
     if assignment is None:
-        s.add(schema.Assignment(task_id=task_id, annotator_id=annotator_id, leased_until=now, status="submitted"))
+        s.add(
+            schema.Assignment(
+                task_id=task_id, annotator_id=annotator_id, leased_until=now, status="submitted"
+            )
+        )
     else:
         assignment.status = "submitted"
     s.flush()
@@ -353,13 +351,12 @@ def skip(s: Session, task_id: int, annotator_id: int) -> None:
     """
     _locked_task(s, task_id)
     _annotator(s, annotator_id)
-    row = s.scalar(
-        select(schema.Assignment).where(
-            schema.Assignment.task_id == task_id, schema.Assignment.annotator_id == annotator_id
-        )
-    )
+    row = _assignment(s, task_id, annotator_id)
     if row is None:
-        s.add(schema.Assignment(task_id=task_id, annotator_id=annotator_id, leased_until=schema.utcnow(), status="skipped"))
+        now = schema.utcnow()
+        s.add(
+            schema.Assignment(task_id=task_id, annotator_id=annotator_id, leased_until=now, status="skipped")
+        )
     elif row.status != "submitted":
         row.status = "skipped"
     s.flush()
@@ -367,7 +364,8 @@ def skip(s: Session, task_id: int, annotator_id: int) -> None:
 
 def task_candidates(s: Session, task: schema.Task) -> list[schema.Candidate]:
     """The task's candidates in the order the annotator is shown them."""
-    rows = {c.id: c for c in s.scalars(select(schema.Candidate).where(schema.Candidate.id.in_(task.candidate_ids)))}
+    C = schema.Candidate
+    rows = {c.id: c for c in s.scalars(select(C).where(C.id.in_(task.candidate_ids)))}
     return [rows[int(i)] for i in task.display_order if int(i) in rows]
 
 

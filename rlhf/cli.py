@@ -19,8 +19,8 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+from typer._click.exceptions import ClickException  # typer vendors click since 0.2x
 from rich.console import Console
 
 from rlhf.errors import UserError, WaitingForHumans
@@ -160,12 +160,12 @@ def _print_round(ws, iteration: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         sys.exit(1)
-    except click.ClickException as e:
+    except ClickException as e:
         # Usage errors: one line, code 2, like every other input error.
         print(f"error: {e.format_message()}", file=sys.stderr)
         sys.exit(2)

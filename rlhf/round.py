@@ -106,9 +106,18 @@ def open_round(ws: Workspace, cfg: Config, store: Store, iteration: int) -> tupl
                 raise UserError(f"round {iteration} needs round {iteration - 1} to be complete, but it {state}")
         incumbent = st.promoted_policy(s)
         if incumbent is None:
-            raise UserError("no policy to start from: register an SFT model (`rlhf init DIR --demo` builds one)")
+            incumbent = _register_start_policy(ws, cfg, s)
         rnd = st.create_round(s, iteration, cfg.model_dump(mode="json"), incumbent.id)
         return rnd.id, rnd.incumbent_model_id
+
+
+def _register_start_policy(ws: Workspace, cfg: Config, s):
+    """Round 1 of a workspace without a registered SFT model starts from `model.policy`."""
+    from rlhf.models import locate
+
+    where = locate(cfg.model.policy, ws.root)
+    return st.register_model(s, "sft", "sft", ws.relative(Path(where)) if Path(where).exists() else where,
+                             lineage={"from": cfg.model.policy})
 
 
 def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: list[str],

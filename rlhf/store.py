@@ -23,6 +23,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -50,7 +51,9 @@ def _normalize(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UserError(f"database URL {url!r} is not valid (expected sqlite:///PATH or postgresql+psycopg://...)") from None
+        raise UserError(
+            f"database URL {url!r} is not valid (expected sqlite:///PATH or postgresql+psycopg://...)"
+        ) from None
     # psycopg 3 is the driver this project installs; plain postgresql:// would pick psycopg2.
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -92,7 +95,7 @@ def _sqlite_engine(url: URL) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         readonly = conn.get_execution_options().get("rlhf_readonly", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -140,7 +143,9 @@ class Store:
     def open(cls, url: str, migrate: bool = True) -> Store:
         parsed = _normalize(url)
         try:
-            engine = _sqlite_engine(parsed) if parsed.get_backend_name() == "sqlite" else _postgres_engine(parsed)
+            engine = (
+                _sqlite_engine(parsed) if parsed.get_backend_name() == "sqlite" else _postgres_engine(parsed)
+            )
         except (ArgumentError, NoSuchModuleError, ImportError) as err:
             raise UserError(f"database URL {_safe(parsed)}: {_short_reason(err)}") from None
         store = cls(engine)
@@ -153,6 +158,12 @@ class Store:
         except OperationalError as err:
             engine.dispose()
             raise UserError(f"cannot open database {_safe(parsed)}: {_short_reason(err)}") from None
+        except CommandError as err:
+            # Typically a database migrated by a newer version of this project.
+            engine.dispose()
+            raise UserError(
+                f"database {_safe(parsed)}: schema cannot be upgraded: {_short_reason(err)}"
+            ) from None
         except BaseException:
             engine.dispose()
             raise
@@ -273,7 +284,9 @@ def reset_stage(s: Session, round_id: int, stage: str) -> bool:
 
     Files on disk stay until the stage writes them again. Returns whether it had run.
     """
-    s.execute(delete(schema.Artifact).where(schema.Artifact.round_id == round_id, schema.Artifact.stage == stage))
+    s.execute(
+        delete(schema.Artifact).where(schema.Artifact.round_id == round_id, schema.Artifact.stage == stage)
+    )
     result = s.execute(
         delete(schema.StageRun).where(schema.StageRun.round_id == round_id, schema.StageRun.stage == stage)
     )
@@ -304,7 +317,9 @@ def register_model(
     if kind not in schema.MODEL_KINDS:
         raise UserError(f"model {name}: kind must be one of {', '.join(schema.MODEL_KINDS)}, not {kind!r}")
     if status not in schema.MODEL_STATUSES:
-        raise UserError(f"model {name}: status must be one of {', '.join(schema.MODEL_STATUSES)}, not {status!r}")
+        raise UserError(
+            f"model {name}: status must be one of {', '.join(schema.MODEL_STATUSES)}, not {status!r}"
+        )
     row = s.scalar(select(schema.Model).where(schema.Model.name == name))
     if row is None:
         row = schema.Model(
@@ -347,4 +362,6 @@ def promoted_policy(s: Session) -> schema.Model | None:
     )
     if promoted is not None:
         return promoted
-    return s.scalar(select(schema.Model).where(schema.Model.kind == "sft").order_by(schema.Model.id.desc()).limit(1))
+    return s.scalar(
+        select(schema.Model).where(schema.Model.kind == "sft").order_by(schema.Model.id.desc()).limit(1)
+    )

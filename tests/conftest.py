@@ -55,13 +55,17 @@ class PostgresServer:
         """Run one statement outside a transaction (CREATE/DROP DATABASE need that)."""
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as c:
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as c:
             c.execute(sql)
 
     def create_database(self, name: str) -> None:
         import psycopg
 
-        with psycopg.connect(host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True) as c:
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
+        ) as c:
             # FILE_COPY (PostgreSQL 15+) copies the tiny template ~4x faster than the WAL_LOG default.
             strategy = " STRATEGY FILE_COPY" if c.info.server_version >= 150000 else ""
             c.execute(f'CREATE DATABASE "{name}"{strategy}')
@@ -71,7 +75,9 @@ class PostgresServer:
 def postgres_server() -> Iterator[PostgresServer]:
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server programs (initdb, pg_ctl) not found; `make postgres-bin` installs them")
+        pytest.skip(
+            "PostgreSQL server programs (initdb, pg_ctl) not found; `make postgres-bin` installs them"
+        )
     prefix: list[str] = []
     # The server refuses to run as root; hand the cluster to the postgres OS user.
     as_root = os.geteuid() == 0
@@ -94,7 +100,20 @@ def postgres_server() -> Iterator[PostgresServer]:
 
     started = False
     try:
-        res = run([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+        res = run(
+            [
+                initdb,
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         if res.returncode != 0:
             pytest.fail(f"initdb failed: {res.stderr.strip()}")
         for _attempt in range(3):
@@ -105,7 +124,9 @@ def postgres_server() -> Iterator[PostgresServer]:
                 started = True
                 break
         if not started:
-            pytest.fail(f"pg_ctl start failed: {res.stderr.strip()} {log.read_text() if log.exists() else ''}")
+            pytest.fail(
+                f"pg_ctl start failed: {res.stderr.strip()} {log.read_text() if log.exists() else ''}"
+            )
         yield PostgresServer(host="127.0.0.1", port=port, user="postgres", socket_dir=root)
     finally:
         if started:
@@ -143,7 +164,9 @@ def store(db_url: str) -> Iterator[Store]:
         st.dispose()
 
 
-def add_round(s: Session, iter: int, prompts: int, candidates: int, texts: list[list[str]] | None = None) -> int:
+def add_round(
+    s: Session, iter: int, prompts: int, candidates: int, texts: list[list[str]] | None = None
+) -> int:
     """A round with `prompts` prompts and `candidates` candidates each; returns the round id.
 
     `texts[p][c]` sets candidate texts (tests of simulated annotators put the true score there).
@@ -154,13 +177,20 @@ def add_round(s: Session, iter: int, prompts: int, candidates: int, texts: list[
     s.flush()
     for p in range(prompts):
         prompt = schema.Prompt(
-            key=f"r{iter}-p{p}", split="train", messages=[{"role": "user", "content": f"question {p}"}], tags=[]
+            key=f"r{iter}-p{p}",
+            split="train",
+            messages=[{"role": "user", "content": f"question {p}"}],
+            tags=[],
         )
         s.add(prompt)
         s.flush()
         for c in range(candidates):
             text = texts[p][c] if texts else f"answer {p}.{c}"
-            s.add(schema.Candidate(round_id=rnd.id, prompt_id=prompt.id, model_id=model.id, sample_index=c, text=text))
+            s.add(
+                schema.Candidate(
+                    round_id=rnd.id, prompt_id=prompt.id, model_id=model.id, sample_index=c, text=text
+                )
+            )
     s.flush()
     return rnd.id
 

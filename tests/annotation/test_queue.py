@@ -56,7 +56,9 @@ def test_display_order_is_reproducible_from_the_seed(round_factory, tmp_path) ->
             with st.session() as s:
                 round_id = round_factory(s, 1, prompts=10, candidates=4)
                 queue.create_tasks(s, round_id, overlap=1, seed=seed)
-                orders.append([t.display_order for t in s.scalars(select(schema.Task).order_by(schema.Task.id))])
+                orders.append(
+                    [t.display_order for t in s.scalars(select(schema.Task).order_by(schema.Task.id))]
+                )
         finally:
             st.dispose()
     assert orders[0] == orders[1]
@@ -192,7 +194,11 @@ def test_valid_ties_strength_and_unsafe_flags_are_stored(store: Store, round_fac
         task = queue.lease_next(s, a, 600)
         c1, c2 = (int(c) for c in task.candidate_ids)
         j = queue.submit(
-            s, task.id, a, _verdict(task, ranking=[[c2], [c1]], strength="slightly_better", unsafe=(c1,)), "api"
+            s,
+            task.id,
+            a,
+            _verdict(task, ranking=[[c2], [c1]], strength="slightly_better", unsafe=(c1,)),
+            "api",
         )
         assert j.ranking == [[c2], [c1]] and j.strength == "slightly_better" and j.unsafe == [c1]
         # A tie is one group; strength makes no sense for it.
@@ -259,7 +265,12 @@ def test_ensure_annotator_is_idempotent(store: Store) -> None:
 def test_concurrent_leasing_never_over_assigns(store: Store, round_factory, overlap: int) -> None:
     workers = 4
     round_id, ids = _setup(
-        store, round_factory, prompts=30, candidates=2, overlap=overlap, names=[f"w{i}" for i in range(workers)]
+        store,
+        round_factory,
+        prompts=30,
+        candidates=2,
+        overlap=overlap,
+        names=[f"w{i}" for i in range(workers)],
     )
     barrier = threading.Barrier(workers)
     leased: dict[int, list[int]] = {i: [] for i in ids}

@@ -129,7 +129,10 @@ def test_rerun_adds_only_missing_judgments_and_is_deterministic(
         assert queue.progress(s, round_id)["missing"] == 0
         assert s.scalar(select(func.count(schema.Judgment.id))) == 24
         name_of = {x.id: x.name for x in s.scalars(select(schema.Annotator))}
-        got = {(j.task_id, name_of[j.annotator_id]): (j.ranking, j.unsafe) for j in s.scalars(select(schema.Judgment))}
+        got = {
+            (j.task_id, name_of[j.annotator_id]): (j.ranking, j.unsafe)
+            for j in s.scalars(select(schema.Judgment))
+        }
     # A fresh database built the same way gets the same verdicts for the same (annotator, task):
     # they depend on the seed, the annotator and the task only, not on what ran before.
     fresh = Store.open(f"sqlite:///{tmp_path / 'fresh.db'}")
@@ -156,7 +159,11 @@ def test_judge_is_a_pure_function_of_its_rng() -> None:
     first = simulated.judge([1, 2, 3], scores, unsafe, 0.3, random.Random("x"))
     assert first == simulated.judge([3, 2, 1], scores, unsafe, 0.3, random.Random("x"))
     # A noise of 1 flips every verdict and flag: the exact reverse.
-    assert simulated.judge([1, 2, 3], scores, unsafe, 1.0, random.Random(0)) == ([[3], [2], [1]], [1, 3], None)
+    assert simulated.judge([1, 2, 3], scores, unsafe, 1.0, random.Random(0)) == (
+        [[3], [2], [1]],
+        [1, 3],
+        None,
+    )
 
 
 def test_bad_noise_is_a_user_error(store: Store, round_factory) -> None:

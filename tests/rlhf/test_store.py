@@ -153,7 +153,11 @@ def test_duplicate_judgment_per_task_and_annotator_is_rejected(store: Store, rou
         rows = s.scalars(select(schema.Candidate).where(schema.Candidate.round_id == round_id)).all()
         cands = [c.id for c in rows]
         task = schema.Task(
-            round_id=round_id, prompt_id=rows[0].prompt_id, candidate_ids=cands, display_order=cands, overlap=1
+            round_id=round_id,
+            prompt_id=rows[0].prompt_id,
+            candidate_ids=cands,
+            display_order=cands,
+            overlap=1,
         )
         ann = schema.Annotator(name="a")
         s.add_all([task, ann])
@@ -325,7 +329,9 @@ def test_env_var_selects_postgresql(postgres_server, tmp_path: Path, monkeypatch
     postgres_server.create_database(name)
     try:
         # Plain postgresql:// is accepted and gets the psycopg 3 driver.
-        monkeypatch.setenv(ENV_URL, postgres_server.url(name).replace("postgresql+psycopg://", "postgresql://"))
+        monkeypatch.setenv(
+            ENV_URL, postgres_server.url(name).replace("postgresql+psycopg://", "postgresql://")
+        )
         url = database_url(tmp_path / "rlhf.db")
         st = Store.open(url)
         try:
@@ -355,6 +361,18 @@ def test_bad_urls_fail_with_one_clear_line(url: str, words: str) -> None:
     with pytest.raises(UserError, match=words) as info:
         Store.open(url)
     assert "\n" not in str(info.value)
+
+
+def test_a_database_from_a_newer_version_is_a_user_error(db_url: str) -> None:
+    Store.open(db_url).dispose()
+    st = Store.open(db_url, migrate=False)
+    try:
+        with st.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'from_the_future'"))
+    finally:
+        st.dispose()
+    with pytest.raises(UserError, match="from_the_future"):
+        Store.open(db_url)
 
 
 def test_session_rolls_back_on_error(store: Store) -> None:
