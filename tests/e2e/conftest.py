@@ -1,0 +1,46 @@
+"""A tiny demo workspace, built once per test session and copied for each test."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+# Small enough that a round takes seconds on two cores; same code paths as the real demo.
+TINY = [
+    "threads=1",
+    "demo.pretrain_seconds=8", "demo.hidden_size=48", "demo.layers=2", "demo.heads=2",
+    "demo.sft_epochs=1", "demo.train_prompts=120", "demo.eval_prompts=24",
+    "round.prompts_per_round=16", "generation.max_new_tokens=16", "evals.max_new_tokens=16",
+    "policy.best_of_n.fresh_prompts=8", "reward.epochs=1", "reward.batch_size=8",
+    "policy.dpo.batch_size=8", "policy.best_of_n.epochs=1",
+]
+
+
+def rlhf(*args, env=None, timeout=600):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
+
+
+def with_tiny(*args):
+    out = list(args)
+    for item in TINY:
+        out += ["--set", item]
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny") / "demo"
+    r = rlhf(*with_tiny("init", str(root), "--demo"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root
+
+
+@pytest.fixture
+def workspace(tiny_demo, tmp_path):
+    dst = tmp_path / "ws"
+    shutil.copytree(tiny_demo, dst)
+    return dst

@@ -1,0 +1,102 @@
+"""A whole round through the CLI on a tiny demo workspace, and crash safety under SIGKILL."""
+
+import json
+import signal
+import sqlite3
+
+import pytest
+
+from rlhf.store import file_digest
+
+from .conftest import rlhf, with_tiny
+
+pytestmark = pytest.mark.slow
+
+# Every failpoint a round passes, in order: inside each stage after its work is written,
+# and inside the transaction that marks it done.
+KILL_POINTS = [
+    "generate:written", "generate:commit",
+    "annotate:judged", "annotate:commit",
+    "reward:helpful", "reward:commit",
+    "policy:best_of_n", "policy:commit",
+    "evaluate:scored", "evaluate:commit",
+    "gate:commit",
+]
+
+
+def snapshot(ws):
+    """The store's content by natural keys (ids may differ between runs)."""
+    db = sqlite3.connect(ws / "rlhf.db")
+    q = lambda sql: sorted(db.execute(sql).fetchall())  # noqa: E731
+    snap = {
+        "candidates": q("""select r.iter, c.prompt_id, m.name, c.sample_index, c.text, c.completion_tokens
+                           from candidates c join rounds r on r.id = c.round_id join models m on m.id = c.model_id"""),
+        "tasks": q("select t.prompt_id, t.overlap, json_array_length(t.candidate_ids) from tasks t"),
+        "judgments": q("""select t.prompt_id, a.name, j.ranking, j.unsafe, j.strength
+                          from judgments j join tasks t on t.id = j.task_id join annotators a on a.id = j.annotator_id"""),
+        "models": q("select name, kind, status, method from models"),
+        "stages": q("select r.iter, s.stage from stage_runs s join rounds r on r.id = s.round_id"),
+        "artifacts": q("select path, kind from artifacts"),
+        "gates": q("select m.name, g.decision from gate_decisions g join models m on m.id = g.model_id"),
+        "evals": q("select m.name, e.metric, round(e.value, 6) from eval_results e join models m on m.id = e.model_id"),
+    }
+    registered = db.execute("select path, sha256 from artifacts").fetchall()
+    db.close()
+    return snap, registered
+
+
+def assert_artifacts_whole(ws, registered):
+    for path, sha in registered:
+        assert (ws / path).exists(), path
+        assert file_digest(ws / path)[0] == sha, f"{path} changed after it was registered"
+    assert not list(ws.rglob(".tmp-*")), "a temporary artifact was left behind"
+
+
+def test_round_1_completes_then_round_2_runs(workspace):
+    r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (workspace / "leaderboard" / "index.html").exists()
+    status = json.loads(rlhf("status", "--json", "-w", str(workspace)).stdout)
+    assert status["rounds"][0]["status"] == "complete"
+    assert status["rounds"][0]["stages_done"] == ["generate", "annotate", "reward", "policy", "evaluate", "gate"]
+    # Rerunning a finished round does nothing.
+    before = snapshot(workspace)
+    assert rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace))).returncode == 0
+    assert snapshot(workspace) == before
+    r = rlhf(*with_tiny("round", "--iter", "2", "-w", str(workspace)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    status = json.loads(rlhf("status", "--json", "-w", str(workspace)).stdout)
+    assert [x["iter"] for x in status["rounds"]] == [1, 2]
+    assert status["rounds"][1]["incumbent"] == status["incumbent"] or status["rounds"][1]["status"] == "complete"
+
+
+def test_human_annotation_waits_with_exit_75(workspace):
+    r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace), "--annotator", "human"))
+    assert r.returncode == 75, r.stderr[-2000:]
+    assert "judgments missing" in r.stderr
+    # The candidates are kept; a simulated rerun finishes the round from there.
+    r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace)))
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_sigkill_inside_every_stage_loses_and_duplicates_nothing(workspace, tmp_path):
+    import shutil
+
+    reference = tmp_path / "reference"
+    shutil.copytree(workspace, reference)
+    assert rlhf(*with_tiny("round", "--iter", "1", "-w", str(reference))).returncode == 0
+    expected, registered = snapshot(reference)
+    assert_artifacts_whole(reference, registered)
+
+    for point in KILL_POINTS:
+        r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace)), env={"RLHF_KILL_AT": point})
+        assert r.returncode == -signal.SIGKILL, f"{point}: expected SIGKILL, got {r.returncode}: {r.stderr[-2000:]}"
+        _, registered = snapshot(workspace)
+        for path, sha in registered:
+            assert file_digest(workspace / path)[0] == sha, f"after kill at {point}: {path} registered half-written"
+    r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got, registered = snapshot(workspace)
+    assert_artifacts_whole(workspace, registered)
+    for table in expected:
+        assert got[table] == expected[table], f"{table} differs from an uninterrupted run"
