@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from annotation import queue
 from rlhf import schema, types
 from rlhf.errors import UserError
+from rlhf.records import prompt_row
 
 # score_fn(prompt, completion) -> (true quality, unsafe?); quality is expected in [0, 1]
 # so that STRENGTH_GAPS mean the same thing for every task.
@@ -79,15 +80,6 @@ def judge(
     return groups, flagged, strength
 
 
-def _prompt_row(p: schema.Prompt) -> types.PromptRow:
-    return types.PromptRow(
-        id=p.id,
-        messages=list(p.messages),
-        tags=tuple(p.tags or ()),
-        meta={"reference": p.reference, "source": p.source, "split": p.split, "key": p.key},
-    )
-
-
 class _TrueScores:
     """score_fn results per candidate, computed once however many annotators judge it."""
 
@@ -101,7 +93,7 @@ class _TrueScores:
             prompt = self.s.get(schema.Prompt, task.prompt_id)
             if prompt is None:
                 raise UserError(f"task {task.id}: prompt {task.prompt_id} is missing")
-            self.prompts[task.prompt_id] = _prompt_row(prompt)
+            self.prompts[task.prompt_id] = prompt_row(prompt)
         todo = [int(c) for c in task.candidate_ids if int(c) not in self.cache]
         if todo:
             for cand in self.s.scalars(select(schema.Candidate).where(schema.Candidate.id.in_(todo))):

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer._click.exceptions import ClickException  # typer vendors click since 0.2x
 from rich.console import Console
+from typer._click.exceptions import ClickException  # typer vendors click since 0.2x
 
 from rlhf.errors import UserError, WaitingForHumans
 

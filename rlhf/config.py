@@ -111,8 +111,10 @@ class PolicyConfig(Section):
 
 class EvalConfig(Section):
     max_new_tokens: int = Field(48, ge=1, description="Longest completion during evals.")
-    temperature: float = Field(0.0, ge=0.0, description="Eval sampling temperature (0 = greedy, reproducible).")
-    samples: int = Field(1, ge=1, description="Completions per eval prompt.")
+    temperature: float = Field(
+        1.0, ge=0.0, description="Eval sampling temperature: 1.0 measures the policy as it samples; 0 = greedy."
+    )
+    samples: int = Field(4, ge=1, description="Completions per eval prompt (rates are over all of them).")
 
 
 class DemoConfig(Section):
@@ -122,11 +124,11 @@ class DemoConfig(Section):
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
     vocab_size: int = Field(800, ge=300)
-    pretrain_seconds: float = Field(150.0, ge=0, description="Wall-clock budget of pretraining.")
+    pretrain_seconds: float = Field(120.0, ge=0, description="Wall-clock budget of pretraining.")
     pretrain_max_steps: int = Field(100000, ge=0)
     sft_epochs: float = Field(4.0, gt=0)
     sft_learning_rate: float = Field(1e-3, gt=0)
-    train_prompts: int = Field(1200, ge=8, description="Prompts in the demo's training pool.")
+    train_prompts: int = Field(600, ge=8, description="Prompts in the demo's training pool.")
     eval_prompts: int = Field(200, ge=8, description="Held-out eval prompts.")
 
 
