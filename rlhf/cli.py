@@ -31,6 +31,7 @@ prompts_app = typer.Typer(no_args_is_help=True, help="Manage the workspace's pro
 leaderboard_app = typer.Typer(no_args_is_help=True, help="The leaderboard page.")
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(leaderboard_app, name="leaderboard")
+# Sub-commands that live in their own modules register here (one line each).
 out = Console()
 err = Console(stderr=True)
 
