@@ -38,8 +38,8 @@ class PretrainConfig:
     block_size: int = 64
     batch_size: int = 32
     learning_rate: float = 3e-3
-    max_seconds: float = 150.0
-    max_steps: int = 100_000
+    max_seconds: float = 600.0
+    max_steps: int = 250
     seed: int = 0
 
 
@@ -131,20 +131,19 @@ def pretrain(docs: list[str], out_dir: Path, cfg: PretrainConfig, log_dir: Path 
     writer = SummaryWriter(str(log_dir)) if log_dir else None
     gen = torch.Generator().manual_seed(cfg.seed)
     start, step = time.monotonic(), 0
-    # The schedule runs on the time budget, so a slower machine still ends with a low LR.
-    bar = tqdm(total=int(cfg.max_seconds) or None, desc="pretrain", unit="s")
+    # Whichever budget runs out first (steps or seconds) ends the cosine schedule, so a
+    # slow machine still finishes with a low learning rate.
+    bar = tqdm(total=cfg.max_steps, desc="pretrain", unit="step")
     model.train()
-    while step < cfg.max_steps:
-        elapsed = time.monotonic() - start
-        frac = elapsed / cfg.max_seconds if cfg.max_seconds else 1.0
+    while True:
+        frac = max(step / max(cfg.max_steps, 1), (time.monotonic() - start) / cfg.max_seconds if cfg.max_seconds else 1.0)
         if frac >= 1.0:
             break
         lr = cfg.learning_rate * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.randint(len(train_blocks), (cfg.batch_size,), generator=gen)
-        b = train_blocks[idx]
-        loss = _loss(model, b)
+        loss = _loss(model, train_blocks[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -153,9 +152,8 @@ def pretrain(docs: list[str], out_dir: Path, cfg: PretrainConfig, log_dir: Path 
         if writer and step % 20 == 0:
             writer.add_scalar("pretrain/loss", loss.item(), step)
             writer.add_scalar("pretrain/lr", lr, step)
-        bar.n = min(int(elapsed), bar.total or int(elapsed))
-        bar.set_postfix(step=step, loss=f"{loss.item():.3f}", refresh=False)
-        bar.update(0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     ppl_after = perplexity(model, held_blocks)
     if writer:
