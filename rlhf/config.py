@@ -68,8 +68,10 @@ class RewardConfig(Section):
     max_length: int = Field(160, ge=8, description="Longest prompt+response in tokens.")
     center_rewards_coefficient: float = Field(0.01, ge=0, description="Pushes mean reward toward 0 (TRL).")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of prompts held out for accuracy.")
-    safety_threshold: float = Field(
-        0.0, description="Llama 2 rule: use the safety reward when it is below this (or the prompt is safety-tagged)."
+    safety_threshold: float | None = Field(
+        None,
+        description="Llama 2 rule: the safety reward is used for safety-tagged prompts, and for any prompt whose "
+        "safety reward falls below this (null = tags only).",
     )
 
 
@@ -120,14 +122,14 @@ class EvalConfig(Section):
 class DemoConfig(Section):
     """Sizes of the offline demo models; tests shrink them with --set."""
 
-    hidden_size: int = Field(192, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(4, ge=1)
-    vocab_size: int = Field(800, ge=300)
+    hidden_size: int = Field(192, ge=8, description="Width of the demo Llama.")
+    layers: int = Field(4, ge=1, description="Decoder layers of the demo Llama.")
+    heads: int = Field(4, ge=1, description="Attention heads of the demo Llama.")
+    vocab_size: int = Field(800, ge=300, description="Byte-level BPE vocabulary size.")
     pretrain_seconds: float = Field(600.0, ge=0, description="Wall-clock cap of pretraining (the step budget normally ends it).")
     pretrain_max_steps: int = Field(250, ge=0, description="Pretraining steps (batch 32 x 64 tokens).")
-    sft_epochs: float = Field(4.0, gt=0)
-    sft_learning_rate: float = Field(1e-3, gt=0)
+    sft_epochs: float = Field(4.0, gt=0, description="SFT epochs over the demo conversations.")
+    sft_learning_rate: float = Field(1e-3, gt=0, description="SFT learning rate.")
     train_prompts: int = Field(600, ge=8, description="Prompts in the demo's training pool.")
     eval_prompts: int = Field(200, ge=8, description="Held-out eval prompts.")
 
@@ -226,3 +228,30 @@ def load(path: Path, overrides: list[str] | None = None) -> Config:
 
 def dump(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def reference_rows(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key path, default, description) for every key, for the README's config reference."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(reference_rows(ann, key + "."))
+            continue
+        default = field.default if field.default_factory is None else field.default_factory()
+        rows.append((key, json_default(default), field.description or ""))
+    return rows
+
+
+def json_default(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def reference_markdown() -> str:
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for key, default, desc in reference_rows():
+        lines.append(f"| `{key}` | `{default}` | {desc.replace('|', '&#124;')} |")
+    return "\n".join(lines)

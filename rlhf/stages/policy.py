@@ -81,7 +81,12 @@ def dpo(ctx, incumbent, out_dir) -> dict:
     tasks = [t for t in judged_tasks(ctx)]
     pairs = to_pairs(tasks).helpful
     model, tok = load_policy(ctx, incumbent.path)
-    run_cfg = DPORunConfig(beta=c.beta, loss_type=list(c.loss_type), learning_rate=c.learning_rate, epochs=c.epochs,
+    # An SFT term on the chosen responses keeps DPO from pushing their likelihood down too.
+    losses, weights = list(c.loss_type), [1.0] * len(c.loss_type)
+    if c.sft_weight:
+        losses, weights = [*losses, "sft"], [*weights, c.sft_weight]
+    run_cfg = DPORunConfig(beta=c.beta, loss_type=losses, loss_weights=weights, learning_rate=c.learning_rate,
+                           epochs=c.epochs,
                            batch_size=c.batch_size, max_length=ctx.cfg.reward.max_length, seed=ctx.cfg.seed,
                            log_dir=ctx.log_dir("dpo"))
     return train_dpo(model, tok, as_trl_rows(pairs, with_margin=False), out_dir, run_cfg)
