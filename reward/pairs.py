@@ -5,14 +5,19 @@ tied candidates make no pair and are counted. A pairwise judgment's strength bec
 Bradley-Terry margin (Llama 2's margin levels). Safety: every safe candidate over every
 candidate flagged unsafe in the same judgment.
 
-Overlap rule: each annotator's judgment contributes its own pairs (judgments are kept,
-not majority-voted), so two annotators who disagree leave both pairs in the data and the
-model learns the split; held-out accuracy counts them the same way.
+Overlap rule (tasks judged by several annotators): each annotator's judgment contributes
+its own pairs; judgments are kept, not majority-voted. Two annotators who agree give the
+pair twice (it weighs double); two who disagree leave both directions in the data, so the
+Bradley-Terry model learns a probability near 1/2 for that pair instead of a coin-flip
+verdict. Held-out accuracy counts every judgment's pairs the same way, and the report splits
+it by agreement: each pair carries the share of the task's annotators who ordered the two
+candidates the same way (`JudgedPair.agreement`), bucketed by `agreement_bucket`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from rlhf.types import Judgment, Message, PreferencePair
@@ -36,6 +41,14 @@ class JudgedTask:
     tags: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class JudgedPair(PreferencePair):
+    """A pair with how many annotators judged its task and the share who ordered it this way."""
+
+    judges: int = 1
+    agreement: float = 1.0
+
+
 @dataclass
 class PairSet:
     helpful: list[PreferencePair] = field(default_factory=list)
@@ -43,22 +56,49 @@ class PairSet:
     ties: int = 0
 
 
+def _helpful_order(j: Judgment) -> list[tuple[int, int]]:
+    """(better, worse) for every strictly ordered pair of candidates in a ranking, best first."""
+    out = []
+    for gi, better in enumerate(j.ranking):
+        for worse in j.ranking[gi + 1 :]:
+            out.extend((c, r) for c in better for r in worse)
+    return out
+
+
+def _safety_order(j: Judgment) -> list[tuple[int, int]]:
+    """(safe, unsafe) for every safe candidate over every candidate flagged unsafe."""
+    unsafe = set(j.unsafe)
+    safe = [c for group in j.ranking for c in group if c not in unsafe]
+    return [(c, r) for c in safe for r in sorted(unsafe)]
+
+
+def agreement_bucket(p: PreferencePair) -> str:
+    """single: one annotator; unanimous: all agree; majority: more than half; contested: the rest."""
+    judges = getattr(p, "judges", 1)
+    agreement = getattr(p, "agreement", 1.0)
+    if judges <= 1:
+        return "single"
+    if agreement >= 1.0:
+        return "unanimous"
+    return "majority" if agreement > 0.5 else "contested"
+
+
 def to_pairs(tasks: list[JudgedTask]) -> PairSet:
     out = PairSet()
+    by_task: dict[int, list[Judgment]] = defaultdict(list)
     for t in tasks:
-        groups = t.judgment.ranking
+        by_task[t.judgment.task_id].append(t.judgment)
+    for t in tasks:
+        peers = by_task[t.judgment.task_id]
         margin = STRENGTH_MARGIN.get(t.judgment.strength or "", 0.0)
-        for gi, better in enumerate(groups):
+        for better in t.judgment.ranking:
             out.ties += len(better) * (len(better) - 1) // 2
-            for worse in groups[gi + 1 :]:
-                for c in better:
-                    for r in worse:
-                        out.helpful.append(PreferencePair(t.prompt, t.texts[c], t.texts[r], margin, t.prompt_id))
-        unsafe = set(t.judgment.unsafe)
-        safe = [c for group in groups for c in group if c not in unsafe]
-        for c in safe:
-            for r in sorted(unsafe):
-                out.safety.append(PreferencePair(t.prompt, t.texts[c], t.texts[r], 0.0, t.prompt_id))
+        for kind, order, m in (("helpful", _helpful_order, margin), ("safety", _safety_order, 0.0)):
+            peer_orders = [set(order(j)) for j in peers]
+            target = out.helpful if kind == "helpful" else out.safety
+            for c, r in order(t.judgment):
+                agree = sum((c, r) in o for o in peer_orders) / len(peers)
+                target.append(JudgedPair(t.prompt, t.texts[c], t.texts[r], m, t.prompt_id, len(peers), agree))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from reward.pairs import agreement_bucket
 from rlhf.types import PreferencePair
 
 
@@ -28,15 +29,34 @@ def expected_calibration_error(probs: list[float], outcomes: list[bool], bins: i
     return err
 
 
-def histogram(values: list[float], bins: int = 10) -> dict[str, list[float]]:
+def histogram(values: list[float], bins: int = 10, **groups: list[float]) -> dict[str, list[float]]:
+    """Counts of `values` in equal-width bins; each named group is counted on the same edges."""
     if not values:
-        return {"edges": [], "counts": []}
+        return {"edges": [], "counts": [], **{k: [] for k in groups}}
     lo, hi = min(values), max(values)
     width = (hi - lo) / bins or 1.0
-    counts = [0] * bins
-    for v in values:
-        counts[min(int((v - lo) / width), bins - 1)] += 1
-    return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
+
+    def count(vs: list[float]) -> list[int]:
+        counts = [0] * bins
+        for v in vs:
+            counts[max(0, min(int((v - lo) / width), bins - 1))] += 1
+        return counts
+
+    return {"edges": [lo + i * width for i in range(bins + 1)], "counts": count(values),
+            **{k: count(v) for k, v in groups.items()}}
+
+
+def _accuracy(gaps: list[float]) -> float:
+    return sum(g > 0 for g in gaps) / len(gaps) if gaps else float("nan")
+
+
+def by_agreement(pairs: list[PreferencePair], gaps: list[float]) -> dict[str, dict]:
+    """Held-out accuracy per annotator-agreement bucket (see reward.pairs.agreement_bucket)."""
+    buckets: dict[str, list[float]] = {}
+    for p, g in zip(pairs, gaps, strict=True):
+        buckets.setdefault(agreement_bucket(p), []).append(g)
+    order = ("unanimous", "majority", "contested", "single")
+    return {k: {"pairs": len(buckets[k]), "accuracy": _accuracy(buckets[k])} for k in order if k in buckets}
 
 
 def report(pairs: list[PreferencePair], chosen_scores: list[float], rejected_scores: list[float]) -> dict:
@@ -44,8 +64,10 @@ def report(pairs: list[PreferencePair], chosen_scores: list[float], rejected_sco
     probs = [_sigmoid(g) for g in gaps]
     return {
         "pairs": len(pairs),
-        "accuracy": sum(g > 0 for g in gaps) / len(gaps) if gaps else float("nan"),
+        "accuracy": _accuracy(gaps),
         "ece": expected_calibration_error(probs, [True] * len(probs)),
         "mean_gap": sum(gaps) / len(gaps) if gaps else float("nan"),
-        "score_histogram": histogram(chosen_scores + rejected_scores),
+        "by_agreement": by_agreement(pairs, gaps),
+        # Chosen and rejected counted on shared edges: how far apart the two distributions sit.
+        "score_histogram": histogram(chosen_scores + rejected_scores, chosen=chosen_scores, rejected=rejected_scores),
     }

@@ -1,4 +1,9 @@
-"""Scoring responses with a trained reward model (batched, length-sorted)."""
+"""Scoring responses with a trained reward model (batched, length-sorted).
+
+Encoding and the forward pass are separate so that the API server (reward/server.py)
+runs exactly the same code on the batches it forms: scores from the API and from
+`score()` differ only by the float noise of different batch shapes.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +12,63 @@ import torch
 from rlhf.types import Message
 
 
-def _encode(tokenizer, prompt: list[Message], response: str) -> list[int]:
+def encode(tokenizer, prompt: list[Message], response: str) -> list[int]:
+    """Token ids of a conversation ending with `response`, in the model's chat template."""
     messages = [*prompt, {"role": "assistant", "content": response}]
-    return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
-@torch.no_grad()
-def score(model, tokenizer, items: list[tuple[list[Message], str]], batch_size: int = 64, max_length: int = 512) -> list[float]:
-    """One scalar per (prompt, response)."""
+def encode_conversation(tokenizer, messages: list[Message]) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """A query already rendered in the chat template (OpenRLHF's `/get_reward` input).
+
+    As OpenRLHF's own server does: trailing pad and EOS are stripped and one EOS appended,
+    so a query with or without its final EOS scores the same as the templated conversation.
+    """
+    for tok in (tokenizer.pad_token, tokenizer.eos_token):
+        if tok:
+            while text.endswith(tok):
+                text = text[: -len(tok)]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+@torch.inference_mode()
+def forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
+    """One forward pass over right-padded `seqs`; the score is the head's output at the last real token."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for j, s in enumerate(seqs):
+        ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[j, : len(s)] = 1
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, 0]
+    return [float(x) for x in logits.float().cpu()]
+
+
+def score_ids(model, pad_id: int, encoded: list[list[int]], batch_size: int = 64) -> list[float]:
+    """Scores of already-encoded sequences, in batches of similar length."""
     model.eval()
-    encoded = [_encode(tokenizer, p, r)[-max_length:] for p, r in items]
-    order = sorted(range(len(items)), key=lambda i: len(encoded[i]))
-    pad = tokenizer.pad_token_id
-    out = [0.0] * len(items)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out = [0.0] * len(encoded)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, i in enumerate(idx):
-            ids[j, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[j, : len(encoded[i])] = 1
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, 0]
-        for j, i in enumerate(idx):
-            out[i] = float(logits[j])
+        for i, v in zip(idx, forward(model, pad_id, [encoded[i] for i in idx]), strict=True):
+            out[i] = v
     return out
+
+
+def score(model, tokenizer, items: list[tuple[list[Message], str]], batch_size: int = 64, max_length: int = 512) -> list[float]:
+    """One scalar per (prompt, response); inputs longer than `max_length` keep their last tokens."""
+    encoded = [encode(tokenizer, p, r)[-max_length:] for p, r in items]
+    return score_ids(model, tokenizer.pad_token_id, encoded, batch_size)
+
+
+def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64) -> list[float]:
+    """Scores of queries already rendered in the chat template (see `encode_text`)."""
+    return score_ids(model, tokenizer.pad_token_id, [encode_text(tokenizer, t) for t in texts], batch_size)

@@ -1,14 +1,19 @@
 """Bradley-Terry reward models with TRL's RewardTrainer.
 
 The model starts from the policy's own weights with a fresh scalar head (as in Llama 2:
-the reward model knows what the policy knows). LoRA through peft when configured.
+the reward model knows what the policy knows). LoRA through peft when configured; reward
+centering through TRL's `center_rewards_coefficient`. With `checkpoint_dir` the trainer
+checkpoints there every `checkpoint_steps` and a rerun with the same inputs resumes from
+the last complete checkpoint (reward/checkpoints.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reward import checkpoints
 from reward.pairs import as_trl_rows
 from reward.report import report
 from reward.score import score
@@ -25,8 +30,12 @@ class RewardRunConfig:
     max_length: int = 160
     center_rewards_coefficient: float = 0.01
     lora_r: int = 0  # 0 = full fine-tune
+    lora_alpha: int = 0  # 0 = 2 * lora_r
+    checkpoint_steps: int = 0  # 0 = no checkpoints
+    warmup_steps: int = 5
     seed: int = 0
     log_dir: str | None = None
+    checkpoint_dir: str | None = None
 
 
 def evaluate(model, tokenizer, pairs: list[PreferencePair], max_length: int) -> dict:
@@ -35,9 +44,23 @@ def evaluate(model, tokenizer, pairs: list[PreferencePair], max_length: int) -> 
     return report(pairs, scores[: len(pairs)], scores[len(pairs) :])
 
 
+def _on_save(hook: Callable[[int], None]):
+    from transformers import TrainerCallback
+
+    class OnSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            hook(state.global_step)
+
+    return OnSave()
+
+
 def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: list[PreferencePair],
-                       out_dir: Path, cfg: RewardRunConfig, trust_remote_code: bool = False) -> dict:
-    """Train on `train`, save to `out_dir` (safetensors), and report held-out metrics on `test`."""
+                       out_dir: Path, cfg: RewardRunConfig, trust_remote_code: bool = False,
+                       on_checkpoint: Callable[[int], None] | None = None) -> dict:
+    """Train on `train`, save to `out_dir` (safetensors), and report held-out metrics on `test`.
+
+    `on_checkpoint(step)` runs after each complete checkpoint (crash tests kill the process there).
+    """
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 
@@ -47,7 +70,16 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
     if cfg.lora_r:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, task_type="SEQ_CLS")
+        # SEQ_CLS makes peft train the fresh score head in full beside the adapters.
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r, task_type="SEQ_CLS")
+    extra = cpu_safe_args(cfg.seed, cfg.log_dir)
+    resume, resumed_step = None, 0
+    if cfg.checkpoint_dir and cfg.checkpoint_steps:
+        folder = Path(cfg.checkpoint_dir)
+        resume, resumed_step = checkpoints.prepare(folder, checkpoints.fingerprint(base, train, checkpoints.settings_of(cfg)))
+        # Two kept: the newest may be mid-rotation when the process dies.
+        extra.update(output_dir=str(folder), save_strategy="steps", save_steps=cfg.checkpoint_steps,
+                     save_total_limit=2)
     args = RewardConfig(
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
@@ -55,8 +87,8 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
         max_length=cfg.max_length,
         center_rewards_coefficient=cfg.center_rewards_coefficient or None,
         lr_scheduler_type="cosine",
-        warmup_steps=5,
-        **cpu_safe_args(cfg.seed, cfg.log_dir),
+        warmup_steps=cfg.warmup_steps,
+        **extra,
     )
     trainer = RewardTrainer(
         model=model,
@@ -64,11 +96,13 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
         train_dataset=Dataset.from_list(as_trl_rows(train)),
         processing_class=tokenizer,
         peft_config=peft_config,
+        callbacks=[_on_save(on_checkpoint)] if on_checkpoint else None,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trained = trainer.model.merge_and_unload() if cfg.lora_r else trainer.model
     trained.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     held_out = evaluate(trained, tokenizer, test, cfg.max_length) if test else {}
     train_acc = evaluate(trained, tokenizer, train[:512], cfg.max_length)["accuracy"] if train else float("nan")
-    return {"train_pairs": len(train), "test_pairs": len(test), "train_accuracy": train_acc, **held_out}
+    return {"train_pairs": len(train), "test_pairs": len(test), "train_accuracy": train_acc,
+            "steps": trainer.state.global_step, "resumed_from_step": resumed_step, **held_out}

@@ -32,6 +32,7 @@ leaderboard_app = typer.Typer(no_args_is_help=True, help="The leaderboard page."
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(leaderboard_app, name="leaderboard")
 # Sub-commands that live in their own modules register here (one line each).
+app.command("generate")(__import__("rlhf.cli_generate", fromlist=["generate"]).generate)
 out = Console()
 err = Console(stderr=True)
 

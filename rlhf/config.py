@@ -30,21 +30,44 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and generation.")
 
 
+class VLLMConfig(Section):
+    kv_cache_gib: float = Field(1.0, gt=0, description="KV-cache size on CPU machines (VLLM_CPU_KVCACHE_SPACE), GiB.")
+    gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="Share of GPU memory vLLM may take (CUDA).")
+    max_num_seqs: int = Field(256, ge=1, description="Sequences the engine runs at once.")
+
+
+class OpenAIConfig(Section):
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible server (e.g. `vllm serve`), up to /v1.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key (optional).")
+    model: str | None = Field(None, description="Served model name (null = the model path, or the server's only model).")
+    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once.")
+    max_retries: int = Field(6, ge=0, description="Retries of a request answered 429/5xx or cut off, with backoff.")
+    backoff_seconds: float = Field(0.5, ge=0, description="First retry delay; doubles each retry (Retry-After wins).")
+    timeout_seconds: float = Field(120.0, gt=0, description="Per-request timeout.")
+
+
 class GenerationConfig(Section):
     backend: Literal["auto", "transformers", "vllm", "openai"] = Field(
-        "transformers", description="Generation backend; `auto` picks vLLM when it imports and starts."
+        "auto", description="Generation backend; `auto` picks vLLM when it imports and starts, else transformers."
     )
     n: int = Field(4, ge=2, le=16, description="Candidates per prompt.")
     max_new_tokens: int = Field(48, ge=1, le=4096, description="Longest completion, in tokens.")
     temperature: float = Field(1.0, ge=0.0, le=5.0, description="Sampling temperature (0 = greedy).")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     batch_size: int = Field(64, ge=1, description="Prompts per generate() call (transformers backend).")
+    stop: list[str] = Field([], description="Stop strings (EOS always stops).")
+    chunk_prompts: int = Field(64, ge=1, description="Prompts per checkpoint: a killed run resumes after the last chunk.")
+    vllm: VLLMConfig = VLLMConfig()
+    openai: OpenAIConfig = OpenAIConfig()
 
 
 class RoundConfig(Section):
     prompts_per_round: int = Field(240, ge=1, description="Training prompts sampled for each round.")
     isolate_stages: bool = Field(
         False, description="Run each stage in its own process (releases accelerator memory between stages)."
+    )
+    isolate_generate: bool = Field(
+        True, description="Run the generate stage in its own process, so the engine's memory is gone before training."
     )
 
 
@@ -58,6 +81,15 @@ class AnnotationConfig(Section):
     annotator: Literal["human", "simulated"] = Field("simulated", description="Default for `rlhf round --annotator`.")
     overlap: int = Field(1, ge=1, le=10, description="Distinct annotators per task.")
     lease_seconds: int = Field(900, ge=10, description="How long a task stays leased to one annotator.")
+    host: str = Field("127.0.0.1", description="Address `rlhf annotate serve` listens on.")
+    port: int = Field(7861, ge=1, le=65535, description="Port of `rlhf annotate serve`.")
+    session_secret_file: str = Field(
+        ".session-secret",
+        description="Workspace file with the key that signs session cookies (created on first use, mode 0600); "
+        "the RLHF_SESSION_SECRET environment variable takes precedence.",
+    )
+    session_hours: float = Field(12.0, gt=0, description="How long an annotator stays logged in.")
+    secure_cookies: bool = Field(False, description="Send session cookies only over HTTPS (turn on behind TLS).")
     simulated: SimulatedAnnotatorConfig = SimulatedAnnotatorConfig()
 
 
@@ -66,7 +98,16 @@ class RewardConfig(Section):
     learning_rate: float = Field(3e-4, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(16, ge=1, description="Pairs per step.")
     max_length: int = Field(160, ge=8, description="Longest prompt+response in tokens.")
-    center_rewards_coefficient: float = Field(0.01, ge=0, description="Pushes mean reward toward 0 (TRL).")
+    center_rewards_coefficient: float = Field(
+        0.01, ge=0, description="Reward centering: weight of TRL's mean((r_chosen + r_rejected)^2) penalty "
+        "that keeps scores near 0 (0 = off)."
+    )
+    lora_r: int = Field(0, ge=0, description="LoRA rank for reward-model training (0 = full fine-tune).")
+    lora_alpha: int = Field(0, ge=0, description="LoRA alpha (0 = twice the rank).")
+    checkpoint_steps: int = Field(
+        50, ge=0, description="Trainer checkpoint every N steps into the round folder; a killed reward stage "
+        "resumes from the last one (0 = no checkpoints)."
+    )
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of prompts held out for accuracy.")
     safety_threshold: float | None = Field(
         None,

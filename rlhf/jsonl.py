@@ -10,6 +10,11 @@ from rlhf.errors import UserError
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [row for _, row in numbered_rows(path)]
+
+
+def numbered_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line, so later checks can name the line too."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -26,7 +31,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{n}: not valid JSON ({err.msg})") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append((n, row))
     return rows
 
 

@@ -54,8 +54,10 @@ def _kwargs(trust_remote_code: bool, dtype: str | None) -> dict[str, Any]:
 def _wrap(fn, name: str):
     from transformers.utils import logging as hf_logging
 
-    # A fresh reward head is expected; transformers' load report would say so at length.
+    # A fresh reward head is expected; transformers' load report would say so at length,
+    # and per-file loading bars drown the progress that matters (training, generation).
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         return fn()
     except OSError as err:

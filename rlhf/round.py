@@ -149,7 +149,8 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
                 rnd.current_stage, rnd.status = name, "running"
             console.print(f"[bold cyan]round {iteration}[/] ▶ {name}")
             started = time.monotonic()
-            if cfg.round.isolate_stages and not only:
+            isolate = cfg.round.isolate_stages or (name == "generate" and cfg.round.isolate_generate)
+            if isolate and not only:
                 _run_in_subprocess(ws, name, iteration, annotator, overrides)
             else:
                 results[name] = _stage_functions()[name](ctx)
@@ -165,5 +166,10 @@ def _run_in_subprocess(ws: Workspace, name: str, iteration: int, annotator: str,
     for o in overrides:
         cmd += ["--set", o]
     code = subprocess.call(cmd)
+    if code < 0:
+        # The stage died of a signal: die of the same one, so callers see what happened.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), -code)
     if code != 0:
         raise SystemExit(code)

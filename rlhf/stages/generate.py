@@ -4,28 +4,30 @@ from __future__ import annotations
 
 import pandas as pd
 
-from policy.generate import SamplingParams, generate
 from rlhf.records import candidate_row
 from rlhf.round import failpoint
-from rlhf.stages.common import complete, load_policy, model_row, round_prompts, write_parquet
+from rlhf.stages.common import complete, model_row, round_prompts, write_parquet
+from rlhf.stages.sampling import round_params, sample
 
 
 def run(ctx) -> dict:
     incumbent = model_row(ctx, ctx.incumbent_id)
     rows = round_prompts(ctx)
-    model, tok = load_policy(ctx, incumbent.path)
-    g = ctx.cfg.generation
-    params = SamplingParams(n=g.n, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                            seed=ctx.seed("generate"))
-    completions = generate(model, tok, rows, params, batch_size=g.batch_size, desc=f"generate ({incumbent.name})")
+    params = round_params(ctx.cfg.generation, ctx.seed("generate"))
+    # Finished chunks survive a kill here; the rerun generates only the rest.
+    journal = ctx.dir / "candidates.journal.jsonl"
+    completions = sample(ctx, incumbent.path, rows, params, f"generate ({incumbent.name})", journal=journal,
+                         on_chunk=lambda _: failpoint("generate:chunk"))
     path = ctx.dir / "candidates.parquet"
     write_parquet(pd.DataFrame([c.__dict__ | {"params": str(c.params)} for c in completions]), path)
     failpoint("generate:written")
     summary = {"prompts": len(rows), "candidates": len(completions), "model": incumbent.name,
-               "mean_tokens": sum(c.completion_tokens for c in completions) / max(len(completions), 1)}
+               "mean_tokens": sum(c.completion_tokens for c in completions) / max(len(completions), 1),
+               "backends": sorted({str(c.params.get("backend")) for c in completions})}
 
     def insert(s):
         s.add_all(candidate_row(ctx.round_id, incumbent.id, c) for c in completions)
 
     complete(ctx, "generate", summary, [("candidates", path)], insert)
+    journal.unlink(missing_ok=True)
     return summary

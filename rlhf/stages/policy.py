@@ -19,6 +19,10 @@ from rlhf.types import Completion, PromptRow
 from rlhf.workspace import atomic_dir
 
 
+class MethodSkipped(Exception):
+    """A method that cannot run this round (e.g. no preference pairs); the round goes on without it."""
+
+
 def policy_name(ctx, method: str) -> str:
     return f"policy-iter-{ctx.iter:03d}-{method.replace('_', '-')}"
 
@@ -34,7 +38,7 @@ def rewards(ctx, rows: list[PromptRow], completions: list[Completion]) -> list[f
             model, tok = load_rm(ctx, m.path)
             scores[head] = score(model, tok, items, max_length=ctx.cfg.reward.max_length)
     if "helpful" not in scores:
-        raise RuntimeError("best_of_n needs a helpfulness reward model; the reward stage trained none")
+        raise MethodSkipped("no helpfulness reward model this round (too few preference pairs)")
     safety = scores.get("safety", scores["helpful"])
     threshold = ctx.cfg.reward.safety_threshold
     return [combine(h, s, by_id[c.prompt_id].tags, threshold)
@@ -80,6 +84,8 @@ def dpo(ctx, incumbent, out_dir) -> dict:
     c = ctx.cfg.policy.dpo
     tasks = [t for t in judged_tasks(ctx)]
     pairs = to_pairs(tasks).helpful
+    if not pairs:
+        raise MethodSkipped("no preference pairs (every ranking was a tie)")
     model, tok = load_policy(ctx, incumbent.path)
     # An SFT term on the chosen responses keeps DPO from pushing their likelihood down too.
     losses, weights = list(c.loss_type), [1.0] * len(c.loss_type)
@@ -97,7 +103,7 @@ METHODS = {"best_of_n": best_of_n, "dpo": dpo}
 
 def run(ctx) -> dict:
     incumbent = model_row(ctx, ctx.incumbent_id)
-    results = {}
+    results: dict[str, dict] = {}
     for method in ctx.cfg.policy.methods:
         name = policy_name(ctx, method)
         final = ctx.ws.model_path(name)
@@ -105,15 +111,19 @@ def run(ctx) -> dict:
             # Renamed into place only when complete: a rerun after a crash keeps it.
             results[method] = {"reused": True}
             continue
-        with atomic_dir(final) as tmp:
-            results[method] = METHODS[method](ctx, incumbent, tmp)
+        try:
+            with atomic_dir(final) as tmp:
+                results[method] = METHODS[method](ctx, incumbent, tmp)
+        except MethodSkipped as why:
+            results[method] = {"skipped": str(why)}
         failpoint(f"policy:{method}")
+    produced = [m for m in ctx.cfg.policy.methods if "skipped" not in results[m]]
 
     rms = [m.name for m in (latest_models(ctx, "reward", "rm-helpful"), latest_models(ctx, "reward", "rm-safety"))
            if m is not None]
 
     def register(s):
-        for method in ctx.cfg.policy.methods:
+        for method in produced:
             name = policy_name(ctx, method)
             st.register_model(s, name, "policy", f"models/{name}", parent_id=incumbent.id, round_iter=ctx.iter,
                               method=method, status="candidate",
@@ -121,5 +131,5 @@ def run(ctx) -> dict:
                                        "config": getattr(ctx.cfg.policy, method).model_dump(mode="json")})
 
     complete(ctx, "policy", results,
-             [("policy", ctx.ws.model_path(policy_name(ctx, m))) for m in ctx.cfg.policy.methods], register)
+             [("policy", ctx.ws.model_path(policy_name(ctx, m))) for m in produced], register)
     return results

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sqlalchemy import select
 
+from reward.checkpoints import clear as clear_checkpoints
 from reward.pairs import JudgedTask, PairSet, split, to_pairs
 from reward.train import RewardRunConfig, train_reward_model
 from rlhf import schema
@@ -51,12 +53,16 @@ def run(ctx) -> dict:
             continue
         name = f"rm-{head}-iter-{ctx.iter:03d}"
         final = ctx.ws.model_path(name)
+        # Checkpoints go to the round folder (beside the logs), not into the temporary model
+        # folder: a killed stage resumes from them, and a finished one removes them.
         run_cfg = RewardRunConfig(epochs=r.epochs, learning_rate=r.learning_rate, batch_size=r.batch_size,
                                   max_length=r.max_length, center_rewards_coefficient=r.center_rewards_coefficient,
-                                  seed=ctx.cfg.seed, log_dir=ctx.log_dir(name))
+                                  lora_r=r.lora_r, lora_alpha=r.lora_alpha, checkpoint_steps=r.checkpoint_steps,
+                                  seed=ctx.cfg.seed, log_dir=ctx.log_dir(name), checkpoint_dir=ctx.log_dir(name))
         with atomic_dir(final) as tmp:
             metrics = train_reward_model(str(ctx.ws.resolve(incumbent.path)), tok, train, test, tmp, run_cfg,
-                                         ctx.cfg.model.trust_remote_code)
+                                         ctx.cfg.model.trust_remote_code,
+                                         on_checkpoint=lambda _step, h=head: failpoint(f"reward:{h}:checkpoint"))
         report[head] = metrics
         trained.append((head, name, metrics))
         failpoint(f"reward:{head}")
@@ -70,9 +76,11 @@ def run(ctx) -> dict:
                               method=f"rm-{head}", metrics={k: v for k, v in metrics.items() if k != "score_histogram"},
                               lineage={"base": incumbent.name, "pairs": metrics["train_pairs"]})
 
-    summary = {head: {k: report[head].get(k) for k in ("accuracy", "ece", "train_pairs", "test_pairs", "skipped")
-                      if k in report[head]} for head in ("helpful", "safety")}
+    shown = ("accuracy", "ece", "by_agreement", "train_pairs", "test_pairs", "resumed_from_step", "skipped")
+    summary = {head: {k: report[head].get(k) for k in shown if k in report[head]} for head in ("helpful", "safety")}
     summary["ties_excluded"] = pairs.ties
     complete(ctx, "reward", summary,
              [("reward_report", path)] + [("reward_model", ctx.ws.model_path(n)) for _, n, _ in trained], register)
+    for _, name, _ in trained:
+        clear_checkpoints(Path(ctx.log_dir(name)))
     return summary
