@@ -155,13 +155,18 @@ def session_key(workspace_root: Path, secret_file: str) -> str:
     path = path if path.is_absolute() else workspace_root / path
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written in full under a temporary name, then linked into place: a server that
+        # starts at the same moment sees either no file or the whole key, never half of it.
+        tmp = path.with_name(f".tmp-{path.name}-{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another server made it first
+            os.link(tmp, path)
+        except FileExistsError:
             pass
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
+        finally:
+            tmp.unlink()
     key = path.read_text().strip()
     if len(key) < 16:
         raise UserError(f"{path}: session key is too short; delete the file to have a new one made")

@@ -33,6 +33,7 @@ app.add_typer(prompts_app, name="prompts")
 app.add_typer(leaderboard_app, name="leaderboard")
 # Sub-commands that live in their own modules register here (one line each).
 app.command("generate")(__import__("rlhf.cli_generate", fromlist=["generate"]).generate)
+app.add_typer(__import__("rlhf.cli_reward", fromlist=["app"]).app, name="reward")
 out = Console()
 err = Console(stderr=True)
 
@@ -150,8 +151,11 @@ def leaderboard_build(workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) 
 
 
 def _print_round(ws, iteration: int) -> None:
-    from rlhf.status import collect
+    from rlhf.status import collect, round_table
 
+    table = round_table(ws, iteration)
+    if table is not None:
+        out.print(table)
     info = collect(ws)
     rnd = next((r for r in info["rounds"] if r["iter"] == iteration), None)
     if rnd and rnd.get("gate"):

@@ -31,7 +31,7 @@ class ModelConfig(Section):
 
 
 class VLLMConfig(Section):
-    kv_cache_gib: float = Field(1.0, gt=0, description="KV-cache size on CPU machines (VLLM_CPU_KVCACHE_SPACE), GiB.")
+    kv_cache_gib: int = Field(1, ge=1, description="KV-cache size on CPU machines (VLLM_CPU_KVCACHE_SPACE), whole GiB.")
     gpu_memory_utilization: float = Field(0.5, gt=0, le=1, description="Share of GPU memory vLLM may take (CUDA).")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine runs at once.")
 

@@ -14,6 +14,8 @@ from rlhf.config import STAGES
 from rlhf.workspace import Workspace
 
 SHOWN = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "mean_length")
+LABELS = {"helpful_accuracy": "helpful ↑", "safety_violation_rate": "unsafe ↓", "over_refusal_rate": "over-refusal ↓",
+          "win_rate_vs_incumbent": "win vs incumbent", "mean_length": "tokens"}
 
 
 def collect(ws: Workspace) -> dict[str, Any]:
@@ -43,17 +45,36 @@ def collect(ws: Workspace) -> dict[str, Any]:
         store.dispose()
 
 
+def round_table(ws: Workspace, iteration: int) -> Table | None:
+    """The round's eval metrics, incumbent first, from its eval report."""
+    import json
+
+    path = ws.round_dir(iteration) / "eval_report.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())["metrics"]
+    t = Table(title=f"round {iteration}: held-out evals")
+    t.add_column("policy", no_wrap=True)
+    for k in SHOWN:
+        t.add_column(LABELS[k], justify="right")
+    for name, m in metrics.items():
+        t.add_row(name, *(f"{m[k]:.3f}" if k in m else "" for k in SHOWN))
+    return t
+
+
 def render(info: dict[str, Any], console: Console) -> None:
     console.print(f"[bold]{info['workspace']}[/]  incumbent: [green]{info['incumbent']}[/]")
     t = Table(title="rounds")
-    for c in ("iter", "status", "stages done", "incumbent", "decision"):
+    for c in ("iter", "status", "stages done", "incumbent"):
         t.add_column(c)
+    t.add_column("decision", ratio=1)
     for r in info["rounds"]:
         reason = (r.get("gate") or {}).get("reason", "")
         t.add_row(str(r["iter"]), r["status"], ", ".join(r["stages_done"]) or "-", r["incumbent"] or "", reason)
     console.print(t)
     t = Table(title="policies")
-    for c in ("name", "status", "method", *SHOWN):
+    t.add_column("name", no_wrap=True)
+    for c in ("status", "method", *(LABELS[k] for k in SHOWN)):
         t.add_column(c)
     for m in info["models"]:
         if m["kind"] not in ("sft", "policy"):

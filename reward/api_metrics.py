@@ -1,0 +1,46 @@
+"""Prometheus metrics of the reward API, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ROUTES = frozenset({"/v1/score", "/get_reward", "/v1/models", "/healthz", "/metrics", "/openapi.json", "/docs"})
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("rlhf_reward_requests", "HTTP requests by route and status.", ["path", "status"],
+                                registry=r)
+        self.latency = Histogram("rlhf_reward_request_seconds", "HTTP request latency.", ["path"], registry=r,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.batch_size = Histogram("rlhf_reward_batch_size", "Inputs per forward pass.", ["model"], registry=r,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.batch_seconds = Histogram("rlhf_reward_batch_seconds", "Seconds per forward pass.", ["model"],
+                                       registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1))
+        self.padded_tokens = Counter("rlhf_reward_padded_tokens", "Tokens in forward passes, padding included.",
+                                     ["model"], registry=r)
+        self.inputs = Counter("rlhf_reward_inputs", "Inputs scored.", ["model"], registry=r)
+        self.queue = Gauge("rlhf_reward_queue_inputs", "Inputs waiting for a forward pass.", ["model"], registry=r)
+        self.rejected = Counter("rlhf_reward_rejected", "Requests refused before scoring, by reason.", ["reason"],
+                                registry=r)
+
+    def observe_request(self, path: str, status: int, seconds: float) -> None:
+        # Unknown paths share one label: a scanner must not grow the series without bound.
+        label = path if path in ROUTES else "other"
+        self.requests.labels(label, str(status)).inc()
+        self.latency.labels(label).observe(seconds)
+
+    def batch_observer(self, model: str) -> Callable[[int, int, float], None]:
+        def observe(size: int, padded: int, seconds: float) -> None:
+            self.batch_size.labels(model).observe(size)
+            self.batch_seconds.labels(model).observe(seconds)
+            self.padded_tokens.labels(model).inc(padded)
+            self.inputs.labels(model).inc(size)
+
+        return observe
+
+    def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
+        self.queue.labels(model).set_function(depth)

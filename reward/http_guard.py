@@ -1,0 +1,125 @@
+"""What every request of the reward API passes first: a request id, the bearer token, the body limit.
+
+A plain ASGI middleware (no per-request task or body copy beyond the limit), so that a
+request without the token or with a body over the limit is answered before any JSON is
+parsed: unauthenticated callers learn nothing about the API's validation.
+The token is compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from reward.api_metrics import Metrics
+
+PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_KEY = "rlhf.request_id"
+
+
+def request_id_of(scope) -> str:
+    return scope.get(REQUEST_ID_KEY, "")
+
+
+async def send_error(send, status: int, kind: str, message: str, request_id: str,
+                     headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": {"type": kind, "message": message}, "request_id": request_id}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HttpGuard:
+    def __init__(self, app, token: str, max_body_bytes: int, metrics: Metrics):
+        if not token:
+            raise ValueError("the reward API needs a bearer token")
+        self.app = app
+        self.expected = f"bearer {token}".encode()
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        got = headers.get(b"authorization", b"")
+        # The scheme is case-insensitive (RFC 7235); the token is not.
+        got = got[:7].lower() + got[7:]
+        return hmac.compare_digest(got, self.expected)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope[REQUEST_ID_KEY] = rid
+        status = [500]
+
+        async def send_tagged(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self._guarded(scope, receive, send_tagged, headers, rid)
+        finally:
+            self.metrics.observe_request(scope["path"], status[0], time.perf_counter() - started)
+
+    async def _guarded(self, scope, receive, send, headers: dict[bytes, bytes], rid: str) -> None:
+        if scope["path"] not in PUBLIC and not self._authorized(headers):
+            self.metrics.rejected.labels("unauthorized").inc()
+            await send_error(send, 401, "unauthorized", "missing or wrong bearer token", rid,
+                             {"WWW-Authenticate": 'Bearer realm="reward-api"'})
+            return
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            body = await self._read_body(scope, receive, send, headers, rid)
+            if body is None:
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
+
+    async def _read_body(self, scope, receive, send, headers, rid) -> bytes | None:
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await send_error(send, 400, "bad_request", "Content-Length is not a number", rid)
+                return None
+            if int(declared) > self.max_body_bytes:
+                return await self._too_large(send, rid)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return await self._too_large(send, rid)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _too_large(self, send, rid: str) -> None:
+        self.metrics.rejected.labels("too_large").inc()
+        await send_error(send, 413, "payload_too_large", f"request body over {self.max_body_bytes} bytes", rid)
+        return None
+
+
+def _replay(body: bytes, receive) -> Callable[[], Awaitable[dict]]:
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,242 @@
+"""The reward-model API: FastAPI over any trained reward model.
+
+    POST /v1/score     conversations, or a prompt and responses -> one score per response
+    POST /get_reward   OpenRLHF's remote reward model: {"query": [...]} -> {"rewards": [...]}
+    GET  /v1/models    the served models and their input limits
+    GET  /healthz      liveness (no token)
+    GET  /metrics      Prometheus text format
+    GET  /openapi.json, /docs
+
+Every route but /healthz and the OpenAPI document needs `Authorization: Bearer TOKEN`.
+Scores come from reward/score.py's `forward` on batches formed by reward/batching.py, so
+they equal in-process scores up to float noise. Limits answer with 413 (body bytes, inputs
+per request, tokens per input), a full queue with 429 and Retry-After; every error is JSON
+`{"error": {"type", "message"}, "request_id"}` and every response carries X-Request-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reward.api_metrics import Metrics
+from reward.api_schema import (
+    ConversationsRequest,
+    GetRewardRequest,
+    GetRewardResponse,
+    Health,
+    ModelList,
+    ScoreRequest,
+    ScoreResponse,
+    ServedModel,
+    Usage,
+    error_responses,
+)
+from reward.batching import BatchSettings, MicroBatcher, QueueFull
+from reward.http_guard import HttpGuard, request_id_of
+from reward.score import encode, encode_conversation, encode_text, forward
+
+log = logging.getLogger("rlhf.reward.server")
+
+
+@dataclass
+class ServerSettings:
+    token: str
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    max_tokens: int = 1024  # per input; also capped by the model's max_position_embeddings
+    max_inputs: int = 256  # per request
+    max_body_bytes: int = 1 << 20
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any
+    tokenizer: Any
+
+    @property
+    def max_tokens(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 1 << 30) or (1 << 30))
+
+
+Forward = Callable[[list[list[int]]], list[float]]
+
+
+def default_forward(m: LoadedModel) -> Forward:
+    m.model.eval()
+    return partial(forward, m.model, m.tokenizer.pad_token_id)
+
+
+class ApiError(HTTPException):
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(status, message, headers)
+        self.kind = kind
+
+
+def _error(request: Request, status: int, kind: str, message: str, details=None, headers=None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"type": kind, "message": message}, "request_id": request_id_of(request.scope)}
+    if details is not None:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(request, 400, "malformed_json", "the request body is not valid JSON")
+        # loc/msg/type only: echoing `input` back would return a huge request in the error.
+        details = [{"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
+                   for e in errors[:20]]
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        return _error(request, 422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = getattr(exc, "kind", {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"))
+        return _error(request, exc.status_code, kind, str(exc.detail), headers=exc.headers)
+
+
+def create_app(models: list[LoadedModel], settings: ServerSettings,
+               forward_factory: Callable[[LoadedModel], Forward] = default_forward) -> FastAPI:
+    if not models:
+        raise ValueError("serve at least one model")
+    by_name = {m.name: m for m in models}
+    metrics = Metrics()
+    batchers: dict[str, MicroBatcher] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # One forward thread for all models: on a CPU the passes would only compete for cores.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-forward")
+        for m in models:
+            b = MicroBatcher(forward_factory(m), settings.batch, executor, metrics.batch_observer(m.name))
+            b.start()
+            metrics.watch_queue(m.name, lambda b=b: b.queued)
+            batchers[m.name] = b
+        try:
+            yield
+        finally:
+            for b in batchers.values():
+                await b.stop()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="RLHF reward-model API", version="1", lifespan=lifespan,
+                  description="Scores responses with trained reward models. Send `Authorization: Bearer TOKEN`.")
+    app.add_middleware(HttpGuard, token=settings.token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    _install_error_handlers(app)
+    # Declares the scheme in the OpenAPI document; HttpGuard enforces it before routing.
+    bearer = Security(HTTPBearer(auto_error=False, description="The server's token (RLHF_REWARD_TOKEN)."))
+
+    def pick(name: str | None) -> LoadedModel:
+        if name is None:
+            return models[0]
+        if name not in by_name:
+            raise ApiError(404, "unknown_model", f"model {name!r} is not served; served: {', '.join(by_name)}")
+        return by_name[name]
+
+    def check_count(n: int) -> None:
+        if n > settings.max_inputs:
+            metrics.rejected.labels("too_many_inputs").inc()
+            raise ApiError(413, "too_many_inputs", f"{n} inputs in one request; the limit is {settings.max_inputs}")
+
+    def checked(m: LoadedModel, seqs: list[list[int]]) -> list[list[int]]:
+        limit = min(settings.max_tokens, m.max_tokens)
+        for i, s in enumerate(seqs):
+            if len(s) > limit:
+                metrics.rejected.labels("too_many_tokens").inc()
+                raise ApiError(413, "input_too_long", f"input {i} has {len(s)} tokens; the limit is {limit}")
+            if not s:
+                raise ApiError(422, "empty_input", f"input {i} has no tokens")
+        return seqs
+
+    def encoded(m: LoadedModel, fn: Callable[[], list[list[int]]]) -> list[list[int]]:
+        try:
+            return checked(m, fn())
+        except ApiError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a chat template may refuse a conversation (role order)
+            raise ApiError(422, "template_error", f"the model's chat template rejected the input: {err}") from None
+
+    async def run(m: LoadedModel, seqs: list[list[int]]) -> list[float]:
+        try:
+            return await batchers[m.name].submit(seqs)
+        except QueueFull as err:
+            metrics.rejected.labels("queue_full").inc()
+            raise ApiError(429, "queue_full", str(err), {"Retry-After": "1"}) from None
+        except RuntimeError as err:
+            raise ApiError(503, "unavailable", str(err)) from None
+
+    @app.post("/v1/score", response_model=ScoreResponse, dependencies=[bearer],
+              responses=error_responses(400, 401, 404, 413, 422, 429, 503))
+    async def score(body: ScoreRequest, request: Request) -> ScoreResponse:
+        """Score conversations (each at its last message) or several responses to one prompt."""
+        m = pick(body.model)
+        tok = m.tokenizer
+        if isinstance(body, ConversationsRequest):
+            check_count(len(body.conversations))
+            convs = [[msg.model_dump() for msg in c] for c in body.conversations]
+            seqs = encoded(m, lambda: [encode_conversation(tok, c) for c in convs])
+        else:
+            check_count(len(body.responses))
+            prompt = ([{"role": "user", "content": body.prompt}] if isinstance(body.prompt, str)
+                      else [msg.model_dump() for msg in body.prompt])
+            seqs = encoded(m, lambda: [encode(tok, prompt, r) for r in body.responses])
+        scores = await run(m, seqs)
+        return ScoreResponse(model=m.name, scores=scores, request_id=request_id_of(request.scope),
+                             usage=Usage(inputs=len(seqs), tokens=sum(map(len, seqs))))
+
+    @app.post("/get_reward", response_model=GetRewardResponse, dependencies=[bearer],
+              responses=error_responses(400, 401, 404, 413, 422, 429, 503))
+    async def get_reward(body: GetRewardRequest,
+                         model: str | None = Query(None, description="Served model (default: the first).")
+                         ) -> GetRewardResponse:
+        """OpenRLHF's remote reward model: each query is prompt + response in the chat template."""
+        m = pick(model)
+        check_count(len(body.query))
+        seqs = encoded(m, lambda: [encode_text(m.tokenizer, q) for q in body.query])
+        scores = await run(m, seqs)
+        return GetRewardResponse(rewards=scores, scores=scores)
+
+    @app.get("/v1/models", response_model=ModelList, dependencies=[bearer], responses=error_responses(401))
+    async def list_models() -> ModelList:
+        return ModelList(models=[ServedModel(name=m.name, max_tokens=min(settings.max_tokens, m.max_tokens))
+                                 for m in models])
+
+    @app.get("/healthz", response_model=Health)
+    async def healthz() -> Health:
+        return Health(status="ok", models=list(by_name))
+
+    @app.get("/metrics", dependencies=[bearer], responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                                                           **error_responses(401)})
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.metrics = metrics
+    app.state.batchers = batchers
+    return app
+
+
+def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str = "float32") -> LoadedModel:
+    """A saved reward model (safetensors only) and its tokenizer, ready to serve under `name`."""
+    from rlhf.models import load_reward_model, load_tokenizer
+
+    tok = load_tokenizer(path, None, trust_remote_code)
+    tok.padding_side = "right"
+    model = load_reward_model(path, None, trust_remote_code, dtype)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return LoadedModel(name, model.eval(), tok)
