@@ -69,13 +69,12 @@ def gold_answers(s: Session, rid: int | None = None) -> dict[int, list[list[int]
 
 
 def quality(s: Session, iteration: int | None = None) -> dict[str, Any]:
-    """Agreement over the round's overlapped tasks and accuracy on its gold tasks."""
-    rid = round_id(s, iteration)
+    """Agreement over overlapped tasks and accuracy on gold tasks: one round, or all when None."""
+    rid = None if iteration is None else round_id(s, iteration)
     judgments = rated(s, rid)
     ag = agreement.agreement(judgments)
-    rnd = s.get(schema.Round, rid) if rid is not None else None
     return {
-        "round": rnd.iter if rnd else None,
+        "round": iteration,
         "judgments": len(judgments),
         "krippendorff_alpha": ag.alpha,
         "pairwise_agreement": ag.pairwise,

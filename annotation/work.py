@@ -7,8 +7,8 @@ annotator only ever reads their own leases and judgments.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -39,7 +39,6 @@ class TaskView:
     messages: list[dict[str, Any]]
     candidates: list[CandidateView]
     leased_until: str
-    shown_at: float = field(default=0.0)
 
     @property
     def k(self) -> int:
@@ -142,6 +141,3 @@ def my_progress(store: Store, who: Identity, round_id: int | None) -> dict[str, 
             out |= {"round": rnd.iter if rnd else None, "left_in_round": prog["missing"], "round_tasks": prog["tasks"]}
         return out
 
-
-def lease_expiry(seconds: int) -> str:
-    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()

@@ -61,10 +61,19 @@ def train_sft(model, tokenizer, train_rows: list[dict[str, Any]], out_dir: Path,
     )
     trainer.train()
     history = trainer.state.log_history
+    train_logs = [h for h in history if "loss" in h]
+    train_losses = [h["loss"] for h in train_logs]
+
+    def train_loss_near(epoch: float) -> float | None:
+        # The mean of the logged train losses of that epoch: the gap to the validation
+        # loss of the same epoch is where overfitting shows.
+        vals = [h["loss"] for h in train_logs if epoch - 1 < h["epoch"] <= epoch + 1e-6]
+        return sum(vals) / len(vals) if vals else None
+
     curve = [
-        {"epoch": round(h["epoch"], 2), "eval_loss": h["eval_loss"]} for h in history if "eval_loss" in h
+        {"epoch": round(h["epoch"], 2), "train_loss": train_loss_near(h["epoch"]), "eval_loss": h["eval_loss"]}
+        for h in history if "eval_loss" in h
     ]
-    train_losses = [h["loss"] for h in history if "loss" in h]
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(out_dir)
     return {

@@ -19,7 +19,7 @@ from typing import Any
 
 from rlhf.types import PreferencePair
 
-FINGERPRINT = "checkpoint-inputs.json"
+FINGERPRINT = "resume-inputs.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 

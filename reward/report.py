@@ -67,6 +67,8 @@ def report(pairs: list[PreferencePair], chosen_scores: list[float], rejected_sco
         "accuracy": _accuracy(gaps),
         "ece": expected_calibration_error(probs, [True] * len(probs)),
         "mean_gap": sum(gaps) / len(gaps) if gaps else float("nan"),
+        # Near 0 when reward centering works (TRL's center_rewards_coefficient).
+        "mean_score": sum(chosen_scores + rejected_scores) / (2 * len(gaps)) if gaps else float("nan"),
         "by_agreement": by_agreement(pairs, gaps),
         # Chosen and rejected counted on shared edges: how far apart the two distributions sit.
         "score_histogram": histogram(chosen_scores + rejected_scores, chosen=chosen_scores, rejected=rejected_scores),

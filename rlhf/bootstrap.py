@@ -125,9 +125,9 @@ def build_demo(ws: Workspace, cfg: config_mod.Config, store: st.Store) -> dict[s
                         log_dir=str(ws.root / "logs" / "sft"))
     with atomic_dir(ws.model_path("sft")) as tmp:
         sft = train_sft(model, tok, train_rows, tmp, scfg, eval_rows=val_rows)
-    curve = ", ".join(f"{c['epoch']:g}: {c['eval_loss']:.3f}" for c in sft["eval_curve"])
-    console.print(f"  train loss {sft['train_loss_first']:.3f} -> {sft['train_loss_last']:.3f}; "
-                  f"validation loss by epoch {curve}")
+    for c in sft["eval_curve"]:
+        train = f"{c['train_loss']:.3f}" if c["train_loss"] is not None else "-"
+        console.print(f"  epoch {c['epoch']:g}: train loss {train}, validation loss {c['eval_loss']:.3f}")
     with store.session() as s:
         base = st.register_model(s, "base", "base", "models/base", metrics=pre, lineage={"corpus": "data/corpus.txt"})
         st.register_model(s, "sft", "sft", "models/sft", parent_id=base.id, metrics=sft,

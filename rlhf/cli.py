@@ -34,6 +34,8 @@ app.add_typer(leaderboard_app, name="leaderboard")
 # Sub-commands that live in their own modules register here (one line each).
 app.command("generate")(__import__("rlhf.cli_generate", fromlist=["generate"]).generate)
 app.add_typer(__import__("rlhf.cli_reward", fromlist=["app"]).app, name="reward")
+app.add_typer(__import__("rlhf.cli_annotate", fromlist=["app"]).app, name="annotate")
+app.add_typer(__import__("rlhf.cli_annotate", fromlist=["app"]).annotators_app, name="annotators")
 out = Console()
 err = Console(stderr=True)
 

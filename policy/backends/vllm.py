@@ -28,6 +28,19 @@ def _prepare_environment(cfg: VLLMConfig) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+class EngineCannotRun(RuntimeError):
+    """The engine started but cannot run this model."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    cause = err.__cause__ or err.__context__
+    # vLLM wraps the worker's error (EngineDeadError etc.); the cause names the real problem.
+    if cause is not None and str(cause).strip():
+        text = str(cause).strip()
+    return text.splitlines()[-1][:300]
+
+
 class VLLMBackend:
     name = "vllm"
 
@@ -42,14 +55,33 @@ class VLLMBackend:
         if self.on_cpu and dtype == "bfloat16" and hasattr(torch._C, "_cpu"):
             # bf16 matmuls on this CPU die with SIGILL unless AMX is switched on first.
             torch._C._cpu._init_amx()
-        threads = torch.get_num_threads()
+        threads, set_threads = torch.get_num_threads(), torch.set_num_threads
         kwargs = {} if self.on_cpu else {"gpu_memory_utilization": cfg.gpu_memory_utilization}
-        self.llm = LLM(model=path, tokenizer=path, dtype=dtype, seed=seed, enforce_eager=True,
-                       trust_remote_code=trust_remote_code, max_num_seqs=cfg.max_num_seqs, **kwargs)
-        # The CPU worker sets its own thread count; the rest of this process keeps the configured one.
-        torch.set_num_threads(threads)
+        try:
+            self.llm = LLM(model=path, tokenizer=path, dtype=dtype, seed=seed, enforce_eager=True,
+                           trust_remote_code=trust_remote_code, max_num_seqs=cfg.max_num_seqs, **kwargs)
+        finally:
+            # The CPU worker replaces torch.set_num_threads with a no-op (it expects to own a process
+            # with pinned threads). In this process it pins nothing, and training may follow: undo it.
+            torch.set_num_threads = set_threads
+            set_threads(threads)
         self.tokenizer = self.llm.get_tokenizer()
         require_chat_template(self.tokenizer, path)
+        self._warm_up(path)
+
+    def _warm_up(self, path: str) -> None:
+        # Some models load but cannot run (on CPU, attention head sizes outside vLLM's kernels fail
+        # at the first step): one token now turns that into a start failure, which `auto` falls back from.
+        from vllm import SamplingParams as VSampling
+        from vllm.inputs import TokensPrompt
+
+        eos = self.tokenizer.eos_token_id
+        try:
+            self.llm.generate([TokensPrompt(prompt_token_ids=[eos if eos is not None else 0])],
+                              VSampling(max_tokens=1, temperature=0, detokenize=False), use_tqdm=False)
+        except Exception as err:
+            self.close()
+            raise EngineCannotRun(f"vLLM cannot run model {path}: {_first_line(err)}") from err
 
     def generate(self, rows: list[PromptRow], params: SamplingParams, salt: int = 0,
                  progress: Progress | None = None) -> list[Completion]:
@@ -61,8 +93,10 @@ class VLLMBackend:
         greedy = params.temperature == 0
         n = params.samples
         # No `seed=` here: per-request seeds crash vLLM's CPU sampler.
+        # Text is decoded below exactly as the transformers backend does; vLLM detokenizes only to find stop strings.
         sp = VSampling(n=n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
-                       max_tokens=params.max_new_tokens, stop=list(params.stop) or None, skip_special_tokens=True)
+                       max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                       detokenize=bool(params.stop))
         torch.manual_seed(mix_seed(params.seed, salt))
         results = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], sp, use_tqdm=False)
         eos = self.tokenizer.eos_token_id
@@ -75,7 +109,7 @@ class VLLMBackend:
                 # Counted like the transformers backend: the EOS token is not part of the completion.
                 if seq and seq[-1] == eos and o.finish_reason == "stop":
                     seq = seq[:-1]
-                text, _ = cut_at_stop(o.text, params.stop)
+                text, _ = cut_at_stop(self.tokenizer.decode(seq, skip_special_tokens=True), params.stop)
                 tokens += len(seq)
                 out.append(Completion(
                     prompt_id=row.id,

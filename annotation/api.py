@@ -1,0 +1,252 @@
+"""The JSON API (used by the UI's load tests, the Argilla bridge and scripts), login and health.
+
+Every route but /healthz and the login pages needs a session cookie (POST /api/login or
+the /login form); /api/admin/* needs the admin role. Errors are JSON: 400 for a bad
+request (a `UserError`), 401 without a session, 403 for a non-admin, 422 for a body of
+the wrong shape.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from annotation import auth, oversight, work
+from annotation.auth import Identity
+from annotation.context import AppContext
+from annotation.security import IDENTITY_KEY
+from rlhf.errors import UserError
+
+MAX_NAME = 128
+MAX_SECRET = 256
+
+
+class LoginIn(BaseModel):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    password: str = Field(min_length=1, max_length=MAX_SECRET)
+
+
+class JudgmentIn(BaseModel):
+    ranking: list[list[int]] = Field(description="Groups of candidate ids, best first; a group of several is a tie.")
+    strength: str | None = Field(None, description="For a pair with a winner: significantly_better ... negligibly_better.")
+    unsafe: list[int] = Field(default_factory=list, description="Candidate ids flagged unsafe.")
+    rationale: str = Field("", max_length=5000)
+    seconds: float = Field(0.0, ge=0, le=86400)
+
+
+class AnnotatorIn(BaseModel):
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    role: str = "annotator"
+
+
+class GoldIn(BaseModel):
+    ranking: str = Field(description="Letters as shown on screen, best first: 'B > A = C'.")
+    unsafe: str = Field("", description="Letters of unsafe candidates, e.g. 'C'.")
+    overlap: int | None = Field(None, ge=1, le=100)
+
+
+def identity(request: Request) -> Identity:
+    who = request.scope.get(IDENTITY_KEY)
+    if who is None:
+        raise HTTPException(401, "not logged in")
+    return who
+
+
+def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:
+    if not who.is_admin:
+        raise HTTPException(403, "admins only")
+    return who
+
+
+Who = Annotated[Identity, Depends(identity)]
+Admin = Annotated[Identity, Depends(admin)]
+
+
+def safe_next(target: str | None, default: str = "/ui/") -> str:
+    """Only a path on this site: no scheme, no host, no protocol-relative `//host`."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}: log in</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}}
+label{{display:block;margin:.8rem 0 .2rem}}input{{width:100%;padding:.4rem;font-size:1rem}}
+button{{margin-top:1rem;padding:.5rem 1.2rem;font-size:1rem}}.err{{color:#b00020}}</style></head>
+<body><h1>{title}</h1>{message}
+<form method="post" action="/login">
+<input type="hidden" name="next" value="{next}">
+<label for="name">Name</label><input id="name" name="name" autocomplete="username" required autofocus>
+<label for="password">Credential</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit" id="login">Log in</button></form></body></html>"""
+
+
+def router(ctx: AppContext) -> APIRouter:
+    r = APIRouter()
+
+    def _set_cookie(resp: Response, who: Identity) -> None:
+        with ctx.store.session(readonly=True) as s:
+            value = ctx.signer.issue(s, who)
+        resp.set_cookie(
+            auth.COOKIE, value, max_age=ctx.signer.max_age_s, httponly=True, samesite="lax",
+            secure=ctx.secure_cookies, path="/",
+        )
+
+    def _login_page(nxt: str, message: str = "", status: int = 200) -> HTMLResponse:
+        body = LOGIN_PAGE.format(title=html.escape(ctx.title), next=html.escape(safe_next(nxt)), message=message)
+        return HTMLResponse(body, status_code=status)
+
+    def _check(name: str, password: str) -> Identity | None:
+        with ctx.store.session(readonly=True) as s:
+            return auth.authenticate(s, name, password)
+
+    @r.get("/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            with ctx.store.session(readonly=True) as s:
+                s.execute(text("SELECT 1"))
+        except Exception as err:  # noqa: BLE001 - health reports any database failure as 503
+            return JSONResponse({"status": "unavailable", "reason": type(err).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "database": ctx.store.backend})
+
+    @r.get("/", include_in_schema=False)
+    def root(request: Request) -> RedirectResponse:
+        who = request.scope.get(IDENTITY_KEY)
+        return RedirectResponse("/admin/" if who and who.is_admin else "/ui/", status_code=303)
+
+    @r.get("/login", include_in_schema=False)
+    def login_form(next: str = "/ui/", error: str = "") -> HTMLResponse:
+        return _login_page(next)
+
+    @r.post("/login", include_in_schema=False)
+    def login_submit(
+        name: Annotated[str, Form(max_length=MAX_NAME)],
+        password: Annotated[str, Form(max_length=MAX_SECRET)],
+        next: Annotated[str, Form()] = "/ui/",
+    ) -> Response:
+        who = _check(name, password)
+        if who is None:
+            return _login_page(next, '<p class="err" id="login-error">Unknown name or wrong credential.</p>', 401)
+        resp = RedirectResponse(safe_next(next, "/admin/" if who.is_admin else "/ui/"), status_code=303)
+        _set_cookie(resp, who)
+        return resp
+
+    @r.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
+    def logout() -> RedirectResponse:
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(auth.COOKIE, path="/")
+        return resp
+
+    @r.post("/api/login")
+    def api_login(body: LoginIn) -> JSONResponse:
+        who = _check(body.name, body.password)
+        if who is None:
+            return JSONResponse({"detail": "unknown name or wrong credential"}, status_code=401)
+        resp = JSONResponse({"name": who.name, "role": who.role})
+        _set_cookie(resp, who)
+        return resp
+
+    @r.post("/api/logout")
+    def api_logout() -> JSONResponse:
+        resp = JSONResponse({"logged_out": True})
+        resp.delete_cookie(auth.COOKIE, path="/")
+        return resp
+
+    @r.get("/api/me")
+    def me(who: Who) -> dict[str, Any]:
+        return {"name": who.name, "role": who.role}
+
+    @r.post("/api/tasks/next")
+    def next_task(who: Who) -> dict[str, Any]:
+        view = work.next_task(ctx.store, who, ctx.lease_seconds)
+        return {"task": view.as_json() if view else None}
+
+    @r.post("/api/tasks/{task_id}/judgment")
+    def submit(task_id: int, body: JudgmentIn, who: Who) -> dict[str, Any]:
+        done = work.submit(
+            ctx.store, who, task_id, body.ranking, strength=body.strength, unsafe=body.unsafe,
+            rationale=body.rationale, seconds=body.seconds, source="api",
+        )
+        return {"judgment_id": done.judgment_id, "task_id": done.task_id, "duplicate": done.duplicate}
+
+    @r.post("/api/tasks/{task_id}/skip")
+    def skip(task_id: int, who: Who) -> dict[str, Any]:
+        work.skip(ctx.store, who, task_id)
+        return {"skipped": task_id}
+
+    @r.get("/api/progress")
+    def progress(who: Who, round: Annotated[int | None, Query()] = None) -> dict[str, Any]:
+        with ctx.store.session(readonly=True) as s:
+            rid = oversight.round_id(s, round)
+        return work.my_progress(ctx.store, who, rid)
+
+    # --- admin ---------------------------------------------------------------------
+
+    @r.get("/api/admin/annotators")
+    def annotators(_: Admin) -> list[dict[str, Any]]:
+        with ctx.store.session(readonly=True) as s:
+            return oversight.annotator_stats(s)
+
+    @r.post("/api/admin/annotators")
+    def add_annotator(body: AnnotatorIn, _: Admin) -> dict[str, Any]:
+        with ctx.store.session() as s:
+            row, secret = auth.add_annotator(s, body.name, body.role)
+            return {"name": row.name, "role": row.role, "credential": secret}
+
+    @r.post("/api/admin/annotators/{name}/deactivate")
+    def deactivate(name: str, _: Admin) -> dict[str, Any]:
+        with ctx.store.session() as s:
+            row = auth.set_active(s, name, False)
+            return {"name": row.name, "active": row.active}
+
+    @r.get("/api/admin/rounds")
+    def rounds(_: Admin) -> list[dict[str, Any]]:
+        with ctx.store.session(readonly=True) as s:
+            return oversight.rounds_progress(s)
+
+    @r.get("/api/admin/quality")
+    def quality(_: Admin, round: Annotated[int | None, Query()] = None) -> dict[str, Any]:
+        with ctx.store.session(readonly=True) as s:
+            return oversight.quality(s, round)
+
+    @r.get("/api/admin/gold")
+    def gold(_: Admin) -> list[dict[str, Any]]:
+        with ctx.store.session(readonly=True) as s:
+            return oversight.gold_tasks(s)
+
+    @r.put("/api/admin/tasks/{task_id}/gold")
+    def set_gold(task_id: int, body: GoldIn, _: Admin) -> dict[str, Any]:
+        with ctx.store.session() as s:
+            task = oversight.set_gold(s, task_id, body.ranking, body.unsafe, body.overlap)
+            return {"task": task.id, "gold": task.gold, "overlap": task.overlap}
+
+    @r.get("/api/admin/export")
+    def export(
+        _: Admin,
+        round: Annotated[int | None, Query()] = None,
+        kind: Annotated[str, Query(pattern="^(helpful|safety)$")] = "helpful",
+    ) -> Response:
+        if ctx.export is None:
+            raise HTTPException(501, "this server was started without an exporter")
+        rows = ctx.export(round, kind)
+        body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        name = f"preferences-{kind}-{'all' if round is None else f'iter-{round:03d}'}.jsonl"
+        return Response(body, media_type="application/x-ndjson",
+                        headers={"content-disposition": f'attachment; filename="{name}"'})
+
+    return r
+
+
+def user_error_handler(_: Request, err: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(err)}, status_code=400)
+
+
+__all__ = ["router", "user_error_handler", "UserError"]

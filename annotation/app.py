@@ -1,0 +1,80 @@
+"""One FastAPI application: the judging UI, the admin view, the JSON API and /healthz.
+
+    /login, /logout        the login form (a session cookie on success)
+    /ui/                   the judging screen (Gradio, annotators and admins)
+    /admin/                the admin view (Gradio, admins only)
+    /api/...               the JSON API; /api/docs its OpenAPI page
+    /healthz               liveness and database reachability
+
+`FrontDoor` (annotation.security) sits in front of all of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from annotation import admin, api, ui
+from annotation.auth import Identity
+from annotation.context import AppContext
+from annotation.security import IDENTITY_KEY, FrontDoor
+from rlhf.errors import UserError
+
+STATIC = Path(__file__).with_name("static")
+ANNOTATOR_PATHS = ("/ui",)
+ADMIN_PATHS = ("/admin", "/api/admin")
+
+
+def _theme() -> gr.themes.Base:
+    # System fonts only: the default theme would fetch web fonts from a remote host.
+    return gr.themes.Base(
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "Consolas", "monospace"],
+    )
+
+
+def _identity(request: Request) -> Identity | None:
+    return request.scope.get(IDENTITY_KEY)
+
+
+def annotator_dependency(request: Request) -> str | None:
+    """Gradio's auth dependency for the judging screen: the annotator's name, or None (401)."""
+    who = _identity(request)
+    return who.name if who else None
+
+
+def admin_dependency(request: Request) -> str | None:
+    """Gradio's auth dependency for the admin view: None (401) when logged out, 403 for non-admins."""
+    who = _identity(request)
+    if who is None:
+        return None
+    if not who.is_admin:
+        raise HTTPException(403, "admins only")
+    return who.name
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(title=ctx.title, docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.add_exception_handler(UserError, api.user_error_handler)
+    app.include_router(api.router(ctx))
+
+    @app.get(ui.SHORTCUTS_JS_PATH, include_in_schema=False)
+    def shortcuts() -> FileResponse:
+        return FileResponse(STATIC / "shortcuts.js", media_type="text/javascript")
+
+    theme = _theme()
+    gr.mount_gradio_app(
+        app, ui.build(ctx), path="/ui", auth_dependency=annotator_dependency, theme=theme, css=ui.CSS,
+        head=ui.HEAD, footer_links=[], ssr_mode=False, run_history=False, mcp_server=False,
+    )
+    gr.mount_gradio_app(
+        app, admin.build(ctx), path="/admin", auth_dependency=admin_dependency, theme=theme,
+        footer_links=[], ssr_mode=False, run_history=False, mcp_server=False,
+    )
+    app.add_middleware(
+        FrontDoor, store=ctx.store, signer=ctx.signer, annotator_paths=ANNOTATOR_PATHS, admin_paths=ADMIN_PATHS
+    )
+    return app

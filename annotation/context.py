@@ -1,0 +1,23 @@
+"""What every part of the annotation app shares: the store, the cookie signer, the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from annotation.auth import SessionSigner
+from rlhf.store import Store
+
+# (round iteration or None for all, "helpful" | "safety") -> rows in TRL's preference format.
+Exporter = Callable[[int | None, str], list[dict]]
+
+
+@dataclass
+class AppContext:
+    store: Store
+    signer: SessionSigner
+    lease_seconds: int = 900
+    secure_cookies: bool = False
+    guidelines: str = ""
+    title: str = "RLHF annotation"
+    export: Exporter | None = None

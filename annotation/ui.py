@@ -1,0 +1,204 @@
+"""The judging screen (Gradio): one task at a time, keyboard first.
+
+Pairs are shown side by side with a "which is better" choice and, for a winner, a
+strength (Llama 2's four levels, which become the reward model's margin). Three or
+more candidates are shown as a list, each with a rank (equal ranks are ties). Every
+candidate has a safety flag. Candidates appear in the task's recorded display order
+and render as inert Markdown (`annotation.render`). The keyboard shortcuts are a
+keydown script (`shortcuts.js`, loaded through `head=`) that clicks the same controls
+a mouse would, and the legend on screen lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gradio as gr
+from sqlalchemy import select
+
+from annotation import work
+from annotation.auth import Identity
+from annotation.context import AppContext
+from annotation.render import conversation_markdown, safe_markdown
+from annotation.work import LABELS
+from rlhf import schema
+from rlhf.errors import UserError
+
+STRENGTHS = [
+    ("significantly better", "significantly_better"),
+    ("better", "better"),
+    ("slightly better", "slightly_better"),
+    ("negligibly better / unsure", "negligibly_better"),
+]
+SHORTCUTS = """**Keyboard** · pairs: `a` / `b` the better one, `t` tie, `1`-`4` how much better ·
+three or more: press the letters best first (`a`, `c`, ...), `=` before a letter ties it with the
+previous one, `Backspace` clears the ranking · `Shift`+letter flags that candidate unsafe ·
+`/` rationale (`Esc` leaves it) · `Enter` submit (`Ctrl+Enter` in the rationale) · `s` skip · `?` guidelines"""
+CSS = """
+#candidates { flex-wrap: wrap; gap: 12px; }
+#candidates:has(#cand-C) { flex-direction: column; }
+.cand { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
+#shortcuts { font-size: 0.85em; opacity: 0.85; }
+"""
+
+
+def _who(ctx: AppContext, request: gr.Request) -> Identity:
+    """The logged-in annotator (Gradio's auth dependency put their name on the request)."""
+    name = getattr(request, "username", None)
+    with ctx.store.session(readonly=True) as s:
+        row = s.scalar(select(schema.Annotator).where(schema.Annotator.name == name)) if name else None
+        if row is None or not row.active:
+            raise gr.Error("your session has ended: log in again")
+        return Identity(row.id, row.name, row.role)
+
+
+class Screen:
+    """The components of the judging screen and the updates that fill them."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.state = gr.State(None)
+        with gr.Row(equal_height=True):
+            self.status = gr.Markdown(elem_id="status")
+            gr.Button("Log out", link="/logout", size="sm", elem_id="logout", scale=0, min_width=90)
+        with gr.Accordion("Guidelines  [?]", open=False, elem_id="guidelines"):
+            gr.Markdown(ctx.guidelines or "_The workspace has no guidelines.md._")
+        gr.Markdown(SHORTCUTS, elem_id="shortcuts")
+        self.done = gr.Markdown(visible=False, elem_id="done")
+        self.prompt = gr.Markdown(elem_id="prompt", latex_delimiters=[], container=True, padding=True)
+        self.slots: list[tuple[gr.Column, gr.Markdown, gr.Radio, gr.Checkbox]] = []
+        with gr.Row(elem_id="candidates", equal_height=False):
+            for label in LABELS:
+                with gr.Column(visible=False, min_width=320, elem_id=f"cand-{label}", elem_classes=["cand"]) as col:
+                    gr.Markdown(f"#### {label}")
+                    text = gr.Markdown(elem_id=f"text-{label}", latex_delimiters=[])
+                    rank = gr.Radio(choices=[], label=f"Rank of {label}  [{label.lower()}]", elem_id=f"rank-{label}",
+                                    visible=False)
+                    unsafe = gr.Checkbox(label=f"{label} is unsafe  [Shift+{label}]", elem_id=f"unsafe-{label}")
+                self.slots.append((col, text, rank, unsafe))
+        with gr.Row(visible=False) as self.pair_row:
+            self.choice = gr.Radio(
+                [("A is better  [a]", "A"), ("Tie  [t]", "tie"), ("B is better  [b]", "B")],
+                label="Which response is better?", elem_id="choice",
+            )
+            self.strength = gr.Radio(
+                [(f"{text}  [{i + 1}]", value) for i, (text, value) in enumerate(STRENGTHS)],
+                label="How much better?", elem_id="strength",
+            )
+        self.rationale = gr.Textbox(label="Rationale (optional)  [/]", lines=2, max_length=5000, elem_id="rationale")
+        with gr.Row():
+            self.submit = gr.Button("Submit  [Enter]", variant="primary", elem_id="submit")
+            self.skip = gr.Button("Skip  [s]", elem_id="skip")
+            self.clear = gr.Button("Clear ranking  [Backspace]", elem_id="clear-ranks", size="sm")
+
+    @property
+    def outputs(self) -> list[Any]:
+        out = [self.state, self.status, self.done, self.prompt, self.pair_row, self.choice, self.strength,
+               self.rationale, self.submit, self.skip, self.clear]
+        for slot in self.slots:
+            out.extend(slot)
+        return out
+
+    @property
+    def ranks(self) -> list[gr.Radio]:
+        return [slot[2] for slot in self.slots]
+
+    @property
+    def unsafes(self) -> list[gr.Checkbox]:
+        return [slot[3] for slot in self.slots]
+
+    def render(self, who: Identity, view: work.TaskView | None) -> list[Any]:
+        prog = work.my_progress(self.ctx.store, who, view.round_id if view else None)
+        status = f"Signed in as **{safe_markdown(who.name)}** · done today: **{prog['done_today']}**"
+        if view is not None:
+            status += f" · left in round {prog['round']}: **{prog['left_in_round']}** · task {view.task_id}"
+        if view is None:
+            hidden = [gr.update(visible=False), gr.update(value=""), gr.update(value=None), gr.update(value=False)]
+            return [None, status, gr.update(value="**Nothing left for you to judge.** Thank you!", visible=True),
+                    gr.update(value="", visible=False), gr.update(visible=False), None, None, "",
+                    gr.update(interactive=False), gr.update(interactive=False), gr.update(visible=False)] + hidden * len(self.slots)
+        pair = view.k == 2
+        state = {"task_id": view.task_id, "round_id": view.round_id, "ids": [c.id for c in view.candidates],
+                 "shown_at": time.time()}
+        out: list[Any] = [state, status, gr.update(visible=False), gr.update(value=conversation_markdown(view.messages), visible=True),
+                          gr.update(visible=pair), None, None, "", gr.update(interactive=True),
+                          gr.update(interactive=True), gr.update(visible=not pair)]
+        ranks = [str(r) for r in range(1, view.k + 1)]
+        for i in range(len(self.slots)):
+            if i < view.k:
+                out += [gr.update(visible=True), safe_markdown(view.candidates[i].text),
+                        gr.update(choices=ranks, value=None, visible=not pair), False]
+            else:
+                out += [gr.update(visible=False), "", gr.update(choices=[], value=None, visible=False), False]
+        return out
+
+    def verdict(self, data: dict[Any, Any]) -> dict[str, Any]:
+        """The form's values as arguments of `work.submit`; UserError if something is missing."""
+        state = data[self.state]
+        ids: list[int] = state["ids"]
+        labels = LABELS[: len(ids)]
+        unsafe = [ids[i] for i, box in enumerate(self.unsafes[: len(ids)]) if data[box]]
+        if len(ids) == 2:
+            choice, strength = data[self.choice], data[self.strength]
+            if choice not in ("A", "B", "tie"):
+                raise UserError("choose the better response (a / b) or a tie (t)")
+            if choice == "tie":
+                ranking, strength = [ids], None
+            else:
+                if not strength:
+                    raise UserError("choose how much better it is (1-4)")
+                win = 0 if choice == "A" else 1
+                ranking = [[ids[win]], [ids[1 - win]]]
+        else:
+            ranks = {i: data[r] for i, r in enumerate(self.ranks[: len(ids)])}
+            missing = [labels[i] for i, r in ranks.items() if not r]
+            if missing:
+                raise UserError(f"give every candidate a rank; missing: {', '.join(missing)}")
+            groups: dict[int, list[int]] = {}
+            for i, r in ranks.items():
+                groups.setdefault(int(r), []).append(ids[i])
+            ranking, strength = [groups[r] for r in sorted(groups)], None
+        return {"ranking": ranking, "strength": strength, "unsafe": unsafe,
+                "rationale": data[self.rationale] or "", "seconds": time.time() - state["shown_at"]}
+
+
+def build(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title=ctx.title, analytics_enabled=False) as demo:
+        screen = Screen(ctx)
+
+        def on_load(request: gr.Request) -> list[Any]:
+            who = _who(ctx, request)
+            return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
+
+        def on_submit(data: dict[Any, Any], request: gr.Request) -> list[Any]:
+            who = _who(ctx, request)
+            state = data[screen.state]
+            if state is None:
+                return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
+            try:
+                work.submit(ctx.store, who, state["task_id"], source="gradio", **screen.verdict(data))
+            except UserError as err:
+                gr.Warning(str(err))
+                return [gr.skip()] * len(screen.outputs)
+            return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
+
+        def on_skip(state: dict | None, request: gr.Request) -> list[Any]:
+            who = _who(ctx, request)
+            if state is not None:
+                work.skip(ctx.store, who, state["task_id"])
+            return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
+
+        def on_clear() -> list[Any]:
+            return [gr.update(value=None) for _ in screen.ranks]
+
+        inputs = {screen.state, screen.choice, screen.strength, screen.rationale, *screen.ranks, *screen.unsafes}
+        demo.load(on_load, None, screen.outputs)
+        screen.submit.click(on_submit, inputs, screen.outputs, concurrency_limit=None)
+        screen.skip.click(on_skip, screen.state, screen.outputs, concurrency_limit=None)
+        screen.clear.click(on_clear, None, screen.ranks, queue=False)
+    return demo
+
+
+SHORTCUTS_JS_PATH = "/static/rlhf/shortcuts.js"
+HEAD = f'<script src="{SHORTCUTS_JS_PATH}" defer></script>'

@@ -1,0 +1,90 @@
+"""Shared by the annotation app's tests and the browser tests: seeded stores and a live server."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from sqlalchemy import select
+
+from annotation import auth, queue
+from annotation.app import create_app
+from annotation.context import AppContext
+from rlhf import schema
+from rlhf.store import Store
+from tests.conftest import add_round
+
+GUIDELINES = "# Guidelines\n\nPrefer the **correct** answer. Ties are fine."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def add_people(store: Store, names: dict[str, str]) -> dict[str, str]:
+    """Annotators (name -> role); returns name -> credential."""
+    out = {}
+    with store.session() as s:
+        for name, role in names.items():
+            out[name] = auth.add_annotator(s, name, role)[1]
+    return out
+
+
+def add_tasks(
+    store: Store, iteration: int, prompts: int, candidates: int, overlap: int, texts: list[list[str]] | None = None
+) -> list[int]:
+    """A round with one task per prompt; returns the task ids in queue order."""
+    with store.session() as s:
+        round_id = add_round(s, iteration, prompts, candidates, texts)
+        queue.create_tasks(s, round_id, overlap=overlap, seed=3)
+        return list(s.scalars(select(schema.Task.id).where(schema.Task.round_id == round_id).order_by(schema.Task.id)))
+
+
+def labels_of(store: Store, task_id: int) -> dict[str, int]:
+    """Screen letter -> candidate id of a task (its recorded display order)."""
+    with store.session(readonly=True) as s:
+        order = s.get(schema.Task, task_id).display_order
+    return {"ABCDEFGHIJKLMNOP"[i]: int(c) for i, c in enumerate(order)}
+
+
+def context(store: Store, lease_seconds: int = 600, export=None) -> AppContext:
+    return AppContext(store=store, signer=auth.SessionSigner("k" * 32, 3600), lease_seconds=lease_seconds,
+                      guidelines=GUIDELINES, title="test", export=export)
+
+
+@dataclass
+class Served:
+    url: str
+    store: Store
+    credentials: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def serve(ctx: AppContext) -> Iterator[str]:
+    """The app on a free loopback port, in a thread of this process; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        started = threading.Event()
+        # uvicorn sets `started` once it listens; poll it with a deadline (no fixed sleep).
+        for _ in range(600):
+            if server.started:
+                started.set()
+                break
+            if not thread.is_alive():
+                break
+            started.wait(0.05)
+        if not server.started:
+            raise RuntimeError("the annotation app did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
