@@ -37,6 +37,7 @@ th button:focus-visible{outline:2px solid #2563eb}
 th[aria-sort=ascending] button::after{content:" \\25B2";font-size:.7em}
 th[aria-sort=descending] button::after{content:" \\25BC";font-size:.7em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.name{white-space:nowrap}
 tr:hover td{background:#f9fafb}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:999px;font-size:.8em;font-weight:600}
 .s-promoted{background:#dcfce7;color:#166534}.s-rejected{background:#fee2e2;color:#991b1b}
@@ -201,7 +202,7 @@ def _table(rows: Sequence[Mapping[str, Any]], metrics: list[str], current: int |
         now = '<span class="current">&#9679; current</span>' if i == current else ""
         cells = [
             f'<td class="num" data-v="{"" if r is None else r}">{"" if r is None else r}</td>',
-            f"<td>{_e(row.get('name', ''))}{now}</td>",
+            f"<td class='name'>{_e(row.get('name', ''))}{now}</td>",
             f"<td>{_e(row.get('method', '') or '')}</td>",
             f"<td>{_e(row.get('parent', '') or '')}</td>",
             f'<td data-v="{STATUS_ORDER.get(status, 9)}{_e(status)}">'

@@ -85,11 +85,12 @@ def render(info: dict[str, Any], console: Console) -> None:
     rms = [m for m in info["models"] if m["kind"] == "reward"]
     if rms:
         t = Table(title="reward models (held-out)")
-        for c in ("name", "round", "accuracy", "ece", "pairs"):
+        for c in ("name", "round", "accuracy", "ece", "pairs", "accuracy by annotator agreement"):
             t.add_column(c)
         for m in rms:
             r = next((x["reward"] for x in info["rounds"] if x["iter"] == m["round"]), None) or {}
             head = r.get(m["method"].removeprefix("rm-"), {})
+            split = "  ".join(f"{k} {v['accuracy']:.2f} ({v['pairs']})" for k, v in (head.get("by_agreement") or {}).items())
             t.add_row(m["name"], str(m["round"]), f"{head.get('accuracy', float('nan')):.3f}",
-                      f"{head.get('ece', float('nan')):.3f}", str(head.get("train_pairs", "")))
+                      f"{head.get('ece', float('nan')):.3f}", str(head.get("train_pairs", "")), split)
         console.print(t)
