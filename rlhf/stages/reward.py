@@ -66,6 +66,7 @@ def run(ctx) -> dict:
         report[head] = metrics
         trained.append((head, name, metrics))
         failpoint(f"reward:{head}")
+    failpoint("reward:trained")
     path = ctx.dir / "reward_report.json"
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2))

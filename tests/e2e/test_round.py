@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 KILL_POINTS = [
     "generate:written", "generate:commit",
     "annotate:judged", "annotate:commit",
-    "reward:helpful", "reward:commit",
+    "reward:trained", "reward:commit",
     "policy:best_of_n", "policy:commit",
     "evaluate:scored", "evaluate:commit",
     "gate:commit",
