@@ -147,14 +147,18 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
                     continue
                 rnd = st.get_round(s, iteration)
                 rnd.current_stage, rnd.status = name, "running"
-            console.print(f"[bold cyan]round {iteration}[/] ▶ {name}")
+            # A stage run in a child process is announced by the parent only.
+            announce = not only
+            if announce:
+                console.print(f"[bold cyan]round {iteration}[/] ▶ {name}")
             started = time.monotonic()
             isolate = cfg.round.isolate_stages or (name == "generate" and cfg.round.isolate_generate)
             if isolate and not only:
                 _run_in_subprocess(ws, name, iteration, annotator, overrides)
             else:
                 results[name] = _stage_functions()[name](ctx)
-            console.print(f"[bold cyan]round {iteration}[/] ✓ {name} ({time.monotonic() - started:.0f} s)")
+            if announce:
+                console.print(f"[bold cyan]round {iteration}[/] ✓ {name} ({time.monotonic() - started:.0f} s)")
         return results
     finally:
         store.dispose()
