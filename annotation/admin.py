@@ -48,7 +48,7 @@ GOLD_COLS = ["task", "round", "gold", "judgments", "overlap"]
 
 
 def _export_links(iteration: float | None) -> str:
-    q = "" if iteration in (None, "") else f"round={int(iteration)}&"
+    q = f"round={int(iteration)}&" if iteration else ""
     which = "all rounds" if not q else f"round {int(iteration)}"
     return (f"TRL preference format (`prompt` / `chosen` / `rejected` + `margin`, JSONL), {which}: "
             f"[helpfulness pairs](/api/admin/export?{q}kind=helpful) · "
@@ -75,20 +75,20 @@ def build(ctx: AppContext) -> gr.Blocks:
                 off_name = gr.Textbox(label="Deactivate annotator", max_length=128)
                 off = gr.Button("Deactivate", variant="stop")
         with gr.Tab("Quality"):
-            which = gr.Number(label="Round (empty: all rounds)", precision=0, elem_id="quality-round")
+            which = gr.Number(None, label="Round (empty: all rounds)", precision=0, minimum=0, elem_id="quality-round")
             summary = gr.Markdown(elem_id="quality")
             pairs = gr.Dataframe(headers=PAIR_COLS, interactive=False, label="Agreement by annotator pair")
             gold_acc = gr.Dataframe(headers=GOLD_ACC_COLS, interactive=False, label="Accuracy on gold tasks",
                                     elem_id="gold-accuracy")
             gold = gr.Dataframe(headers=GOLD_COLS, interactive=False, label="Gold tasks", elem_id="gold")
             with gr.Row():
-                g_task = gr.Number(label="Task id", precision=0)
+                g_task = gr.Number(None, label="Task id", precision=0)
                 g_rank = gr.Textbox(label="Known ranking (screen letters), e.g. B > A = C")
                 g_unsafe = gr.Textbox(label="Unsafe (letters)")
-                g_overlap = gr.Number(label="Overlap (optional)", precision=0)
+                g_overlap = gr.Number(None, label="Overlap (optional)", precision=0)
                 g_set = gr.Button("Make gold")
         with gr.Tab("Export"):
-            ex_round = gr.Number(label="Round (empty: all)", precision=0)
+            ex_round = gr.Number(None, label="Round (empty: all)", precision=0, minimum=0)
             links = gr.Markdown(_export_links(None), elem_id="export")
 
         def load(iteration: float | None, request: gr.Request) -> list[Any]:
@@ -97,7 +97,7 @@ def build(ctx: AppContext) -> gr.Blocks:
                 prog = oversight.rounds_progress(s)
                 stats = oversight.annotator_stats(s)
                 try:
-                    q = oversight.quality(s, None if iteration in (None, "") else int(iteration))
+                    q = oversight.quality(s, int(iteration) if iteration else None)
                 except UserError as err:
                     raise gr.Error(str(err)) from None
                 golds = oversight.gold_tasks(s)

@@ -21,7 +21,6 @@ from annotation import auth, oversight, work
 from annotation.auth import Identity
 from annotation.context import AppContext
 from annotation.security import IDENTITY_KEY
-from rlhf.errors import UserError
 
 MAX_NAME = 128
 MAX_SECRET = 256
@@ -123,7 +122,7 @@ def router(ctx: AppContext) -> APIRouter:
         return RedirectResponse("/admin/" if who and who.is_admin else "/ui/", status_code=303)
 
     @r.get("/login", include_in_schema=False)
-    def login_form(next: str = "/ui/", error: str = "") -> HTMLResponse:
+    def login_form(next: str = "/ui/") -> HTMLResponse:
         return _login_page(next)
 
     @r.post("/login", include_in_schema=False)
@@ -248,5 +247,3 @@ def router(ctx: AppContext) -> APIRouter:
 def user_error_handler(_: Request, err: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(err)}, status_code=400)
 
-
-__all__ = ["router", "user_error_handler", "UserError"]

@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+from starlette.concurrency import run_in_threadpool
+
 from annotation.auth import COOKIE, Identity, SessionSigner
 from rlhf.store import Store
 
@@ -92,6 +94,15 @@ class FrontDoor:
         return any(path == p or path.startswith(p + "/") for p in prefixes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # No route of this app uses websockets; refuse them on the gated paths all the same.
+            who = await run_in_threadpool(self.identity, scope)
+            path = scope.get("path", "")
+            gated = self._under(path, self.annotator_paths + self.admin_paths)
+            if gated and (who is None or (self._under(path, self.admin_paths) and not who.is_admin)):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            scope[IDENTITY_KEY] = who
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -100,8 +111,6 @@ class FrontDoor:
         path = scope.get("path", "")
         who = None
         if path != "/healthz":
-            from starlette.concurrency import run_in_threadpool
-
             who = await run_in_threadpool(self.identity, scope)
         scope[IDENTITY_KEY] = who
         nonce = secrets.token_urlsafe(16)

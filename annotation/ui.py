@@ -38,6 +38,7 @@ previous one, `Backspace` clears the ranking · `Shift`+letter flags that candid
 CSS = """
 #candidates { flex-wrap: wrap; gap: 12px; }
 #candidates:has(#cand-C) { flex-direction: column; }
+#candidates:has(#cand-C) > .cand { width: 100%; max-width: none; }
 .cand { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
 #shortcuts { font-size: 0.85em; opacity: 0.85; }
 """
@@ -179,7 +180,7 @@ def build(ctx: AppContext) -> gr.Blocks:
             try:
                 work.submit(ctx.store, who, state["task_id"], source="gradio", **screen.verdict(data))
             except UserError as err:
-                gr.Warning(str(err))
+                gr.Warning(str(err), duration=4)
                 return [gr.skip()] * len(screen.outputs)
             return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
 

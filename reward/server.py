@@ -92,6 +92,11 @@ def _error(request: Request, status: int, kind: str, message: str, details=None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _json(body) -> Response:
+    """A response model serialized once, by pydantic, with no re-validation (the hot path)."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -182,7 +187,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=[bearer],
               responses=error_responses(400, 401, 404, 413, 422, 429, 503))
-    async def score(body: ScoreRequest, request: Request) -> ScoreResponse:
+    async def score(body: ScoreRequest, request: Request) -> Response:
         """Score conversations (each at its last message) or several responses to one prompt."""
         m = pick(body.model)
         tok = m.tokenizer
@@ -196,20 +201,21 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
                       else [msg.model_dump() for msg in body.prompt])
             seqs = encoded(m, lambda: [encode(tok, prompt, r) for r in body.responses])
         scores = await run(m, seqs)
-        return ScoreResponse(model=m.name, scores=scores, request_id=request_id_of(request.scope),
-                             usage=Usage(inputs=len(seqs), tokens=sum(map(len, seqs))))
+        return _json(ScoreResponse.model_construct(model=m.name, scores=scores, request_id=request_id_of(request.scope),
+                                                   usage=Usage.model_construct(inputs=len(seqs),
+                                                                               tokens=sum(map(len, seqs)))))
 
     @app.post("/get_reward", response_model=GetRewardResponse, dependencies=[bearer],
               responses=error_responses(400, 401, 404, 413, 422, 429, 503))
     async def get_reward(body: GetRewardRequest,
                          model: str | None = Query(None, description="Served model (default: the first).")
-                         ) -> GetRewardResponse:
+                         ) -> Response:
         """OpenRLHF's remote reward model: each query is prompt + response in the chat template."""
         m = pick(model)
         check_count(len(body.query))
         seqs = encoded(m, lambda: [encode_text(m.tokenizer, q) for q in body.query])
         scores = await run(m, seqs)
-        return GetRewardResponse(rewards=scores, scores=scores)
+        return _json(GetRewardResponse.model_construct(rewards=scores, scores=scores))
 
     @app.get("/v1/models", response_model=ModelList, dependencies=[bearer], responses=error_responses(401))
     async def list_models() -> ModelList:

@@ -85,7 +85,7 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
 class Progress:
     """A progress bar over sequences with generated tokens/s; thread-safe (the HTTP backend updates it)."""
 
-    def __init__(self, total: int, desc: str, disable: bool | None = None):
+    def __init__(self, total: int, desc: str, disable: bool = False):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=desc, unit="seq", disable=disable, file=sys.stderr)

@@ -110,12 +110,17 @@ class OpenAIBackend:
         except (KeyError, IndexError, TypeError, AttributeError):
             raise BackendError(f"openai backend: unexpected chat-completions answer: {str(body)[:200]}") from None
         reason = choice.get("finish_reason") or "stop"
+        tokens = int(usage.get("completion_tokens", 0))
+        if reason == "stop" and "stop_reason" in choice and choice["stop_reason"] is None and tokens:
+            # vLLM says stop_reason null when EOS ended the reply, and counts the EOS token; the local
+            # backends do not count it, so candidates from any backend have comparable lengths.
+            tokens -= 1
         return Completion(
             prompt_id=row.id,
             sample_index=index,
             text=text.strip(),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
+            completion_tokens=tokens,
             finish_reason="length" if reason == "length" else "stop",
             params=params.recorded(self.name),
         )

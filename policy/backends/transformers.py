@@ -11,7 +11,14 @@ from pathlib import Path
 
 import torch
 
-from policy.backends.base import Progress, SamplingParams, cut_at_stop, mix_seed, prompt_ids, require_chat_template
+from policy.backends.base import (
+    Progress,
+    SamplingParams,
+    cut_at_stop,
+    mix_seed,
+    prompt_ids,
+    require_chat_template,
+)
 from rlhf.types import Completion, PromptRow
 
 

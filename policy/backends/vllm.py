@@ -14,7 +14,14 @@ from __future__ import annotations
 import gc
 import os
 
-from policy.backends.base import Progress, SamplingParams, cut_at_stop, mix_seed, prompt_ids, require_chat_template
+from policy.backends.base import (
+    Progress,
+    SamplingParams,
+    cut_at_stop,
+    mix_seed,
+    prompt_ids,
+    require_chat_template,
+)
 from rlhf.config import VLLMConfig
 from rlhf.types import Completion, PromptRow
 
@@ -58,7 +65,8 @@ class VLLMBackend:
         threads, set_threads = torch.get_num_threads(), torch.set_num_threads
         kwargs = {} if self.on_cpu else {"gpu_memory_utilization": cfg.gpu_memory_utilization}
         try:
-            self.llm = LLM(model=path, tokenizer=path, dtype=dtype, seed=seed, enforce_eager=True,
+            # Eager on CPU (graph capture there costs start time and buys nothing); CUDA graphs on GPUs.
+            self.llm = LLM(model=path, tokenizer=path, dtype=dtype, seed=seed, enforce_eager=self.on_cpu,
                            trust_remote_code=trust_remote_code, max_num_seqs=cfg.max_num_seqs, **kwargs)
         finally:
             # The CPU worker replaces torch.set_num_threads with a no-op (it expects to own a process

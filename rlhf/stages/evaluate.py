@@ -11,12 +11,13 @@ import json
 from sqlalchemy import delete, select
 
 from evals.metrics import exact_metrics, perplexity, win_rate
-from policy.generate import SamplingParams, generate
+from policy.generate import SamplingParams
 from reward.score import score
 from rlhf import schema
 from rlhf.jsonl import read_jsonl
 from rlhf.round import failpoint
 from rlhf.stages.common import complete, latest_models, load_policy, load_rm, model_row, prompts
+from rlhf.stages.sampling import sample
 from rlhf.workspace import atomic_file
 
 SUITE = "heldout"
@@ -42,7 +43,7 @@ def run(ctx) -> dict:
     outputs, metrics = {}, {}
     for m in policies:
         model, tok = load_policy(ctx, m.path)
-        outputs[m.id] = generate(model, tok, rows, params, batch_size=ctx.cfg.generation.batch_size, desc=f"eval {m.name}")
+        outputs[m.id] = sample(ctx, m.path, rows, params, f"eval {m.name}")
         metrics[m.id] = exact_metrics(rows, outputs[m.id])
         if val:
             metrics[m.id]["perplexity"] = perplexity(model, tok, val)

@@ -6,7 +6,6 @@ from sqlalchemy import select
 
 from policy.best_of_n import BestOfNRunConfig, select_best, train_best_of_n
 from policy.dpo import DPORunConfig, train_dpo
-from policy.generate import SamplingParams, generate
 from reward.pairs import as_trl_rows, to_pairs
 from reward.score import score
 from rlhf import schema
@@ -15,6 +14,7 @@ from rlhf.reward_rule import combine
 from rlhf.round import failpoint
 from rlhf.stages.common import complete, latest_models, load_policy, load_rm, model_row, round_prompts
 from rlhf.stages.reward import judged_tasks
+from rlhf.stages.sampling import round_params, sample
 from rlhf.types import Completion, PromptRow
 from rlhf.workspace import atomic_dir
 
@@ -56,10 +56,7 @@ def best_of_n(ctx, incumbent, out_dir) -> dict:
     if c.fresh_prompts:
         # Fresh samples on more prompts than the humans saw: best-of-n needs no labels.
         more = [p for p in _extra_prompts(ctx, rows, c.fresh_prompts)]
-        model, tok = load_policy(ctx, incumbent.path)
-        params = SamplingParams(n=g.n, max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p,
-                                seed=ctx.seed("best_of_n"))
-        cands += generate(model, tok, more, params, batch_size=g.batch_size, desc="best-of-n samples")
+        cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed("best_of_n")), "best-of-n samples")
         rows = rows + more
     rs = rewards(ctx, rows, cands)
     selected = select_best(rows, cands, rs, c.min_reward_gap)

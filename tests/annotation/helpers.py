@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
 import uvicorn
 from sqlalchemy import select
 
@@ -69,7 +76,9 @@ class Served:
 def serve(ctx: AppContext) -> Iterator[str]:
     """The app on a free loopback port, in a thread of this process; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(ctx), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    ))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -88,3 +97,25 @@ def serve(ctx: AppContext) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def start_cli_server(ws: Path, db_url: str, port: int, *extra: str, timeout_s: float = 180) -> subprocess.Popen:
+    """`rlhf annotate serve` in its own process on `db_url`; returns once /healthz answers."""
+    env = {**os.environ, "RLHF_DATABASE_URL": db_url, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a pipe nobody reads would fill and stall it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhf.cli", "annotate", "serve", "-w", str(ws), "--port", str(port), *extra],
+        env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"server exited: {log.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)  # a starting process: the deadline bounds the polling
+    proc.kill()
+    raise RuntimeError("server did not answer /healthz")

@@ -11,11 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import expect
+
+from rlhf.store import Store
+from tests.annotation.helpers import add_people, add_tasks, context, serve
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -105,3 +111,20 @@ def login(page, base: str, name: str, credential: str, path: str = "/ui/") -> No
     page.fill("#name", name)
     page.fill("#password", credential)
     page.click("#login")
+
+
+@contextmanager
+def one_task(tmp_path: Path, browsing, name: str, texts: list[list[str]] | None = None):
+    """A fresh app with one pair task and annotator `name` logged in on a page."""
+    store = Store.open(f"sqlite:///{tmp_path / 'one-task.db'}")
+    try:
+        add_tasks(store, 1, prompts=1, candidates=2, overlap=1, texts=texts)
+        creds = add_people(store, {name: "annotator"})
+        with serve(context(store)) as base:
+            web = browsing(base)
+            page = web.page()
+            login(page, base, name, creds[name])
+            expect(page.locator("#status")).to_contain_text(name)
+            yield SimpleNamespace(store=store, base=base, web=web, page=page, credential=creds[name])
+    finally:
+        store.dispose()

@@ -11,7 +11,7 @@ from rlhf import schema
 from rlhf.store import Store
 from tests.annotation.helpers import add_people, add_tasks, context, labels_of, serve
 
-from .conftest import login, screenshot_path
+from .conftest import login, one_task, screenshot_path
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,16 @@ def test_keyboard_judging_overlap_and_admin_view(store: Store, browsing, tmp_pat
         login(page, base, "alice", creds["alice"])
         _wait_task(page, pairs[0])
         expect(page.locator("#shortcuts")).to_contain_text("Shift")  # the legend is on screen
+        guidelines = page.get_by_text("Prefer the correct answer")
+        expect(guidelines).to_be_hidden()
+        page.keyboard.press("?")  # the workspace's guidelines, one key away
+        expect(guidelines).to_be_visible()
+        page.keyboard.press("?")
+        expect(guidelines).to_be_hidden()
         kb = page.keyboard
+        kb.press("Enter")  # nothing chosen yet: a warning, and nothing is stored
+        expect(page.get_by_text("choose the better response")).to_be_visible()
+        assert _judgments(store, "alice") == {}
         # 1: A significantly better.
         kb.press("a"), kb.press("1"), kb.press("Enter")
         _wait_task(page, pairs[1])
@@ -69,6 +78,7 @@ def test_keyboard_judging_overlap_and_admin_view(store: Store, browsing, tmp_pat
         for key in ["c", "=", "a", "d", "b", "Shift+D"]:
             kb.press(key)
         expect(page.locator("#rank-B input:checked")).to_have_value("3")
+        expect(page.get_by_text("choose the better response")).to_be_hidden()  # the warning toast has gone
         page.screenshot(path=screenshot_path("annotator-judging.png", tmp_path), full_page=True)
         kb.press("Enter")
         expect(page.locator("#done")).to_contain_text("Nothing left")
@@ -118,9 +128,8 @@ def test_keyboard_judging_overlap_and_admin_view(store: Store, browsing, tmp_pat
         expect(admin.locator("#quality")).to_contain_text("Krippendorff")
         expect(admin.locator("#gold-accuracy")).to_contain_text("alice")
         admin.screenshot(path=screenshot_path("admin-quality.png", tmp_path), full_page=True)
-        admin.get_by_role("tab", name="Progress").click()
-        expect(admin.locator("#rounds")).to_be_visible()
-        admin.screenshot(path=screenshot_path("admin-progress.png", tmp_path), full_page=True)
+        admin.click("#refresh")  # the refresh with an empty round field shows all rounds again
+        expect(admin.locator("#quality")).to_contain_text("all rounds")
 
     # The gold task: alice tied (0 of 1 gold pair right), bob chose B (1 of 1).
     with store.session(readonly=True) as s:
@@ -132,14 +141,13 @@ def test_keyboard_judging_overlap_and_admin_view(store: Store, browsing, tmp_pat
         assert p.evaluate("window.__csp") == []
 
 
-def test_logged_out_everything_answers_401_or_redirects(store: Store, browsing) -> None:
-    add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
-    creds = add_people(store, {"carol": "annotator"})
-    with serve(context(store)) as base:
-        web = browsing(base)
-        page = web.page()
-        login(page, base, "carol", creds["carol"])
-        expect(page.locator("#status")).to_contain_text("carol")
+def test_logged_out_everything_answers_401_or_redirects(tmp_path, browsing) -> None:
+    with one_task(tmp_path, browsing, "carol") as app:
+        page, base = app.page, app.base
+        page.keyboard.press("s")  # skip the only task: recorded, and it does not come back
+        expect(page.locator("#done")).to_be_visible()
+        with app.store.session(readonly=True) as s:
+            assert s.scalar(select(schema.Assignment.status)) == "skipped"
         page.click("#logout")
         expect(page.locator("#login")).to_be_visible()
         for path in ["/ui/", "/admin/", "/"]:
@@ -161,4 +169,4 @@ def test_logged_out_everything_answers_401_or_redirects(store: Store, browsing) 
         page.fill("#name", "carol"), page.fill("#password", "wrong"), page.click("#login")
         expect(page.locator("#login-error")).to_be_visible()
         assert req.get(base + "/api/me").status == 401
-    assert web.outside == []
+    assert app.web.outside == []

@@ -6,10 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from annotation.render import ZWSP
-from rlhf.store import Store
-from tests.annotation.helpers import add_people, add_tasks, context, serve
 
-from .conftest import login
+from .conftest import one_task
 
 pytestmark = pytest.mark.slow
 
@@ -29,70 +27,52 @@ PAYLOADS = [
 
 
 def test_hostile_candidates_are_inert_text(tmp_path, browsing) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'xss.db'}")
-    try:
-        hostile = "\n\n".join(PAYLOADS)
-        add_tasks(store, 1, prompts=1, candidates=2, overlap=1, texts=[[hostile, "plain " + PAYLOADS[1]]])
-        creds = add_people(store, {"eve": "annotator"})
-        with serve(context(store)) as base:
-            web = browsing(base)
-            page = web.page()
-            login(page, base, "eve", creds["eve"])
-            expect(page.locator("#candidates")).to_contain_text("svg onload")
-            expect(page.locator("#candidates")).to_contain_text("plain")
-            shown = {label: page.inner_text(f"#text-{label}").replace(ZWSP, "") for label in "AB"}
-            which = "A" if "svg" in shown["A"] else "B"  # the display order is shuffled per task
-            for fragment in ["<script>window.__xss = 'script'</script>", "onerror=", "<svg onload=",
-                             "javascript:window.__xss='md-link'", "<iframe src=", f"{REMOTE}/md.png"]:
-                assert fragment in shown[which], fragment
-            cands = page.locator("#text-A, #text-B")
-            for tag in ["script", "img", "svg circle", "iframe", "object", "embed"]:  # Gradio's own icons are svg
-                expect(cands.locator(tag)).to_have_count(0)
-            handlers = cands.locator("*").evaluate_all(
-                "els => els.flatMap(e => [...e.attributes].map(a => a.name)).filter(n => n.startsWith('on'))"
-            )
-            assert handlers == []
-            expect(page.locator("a[href^='javascript']")).to_have_count(0)
-            # Links that do exist (bare URLs) are inert until clicked and point at the stand-in host only.
-            hrefs = cands.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
-            assert all(h.startswith(REMOTE) for h in hrefs), hrefs
-            # Judge the task by keyboard, so every event handler of the screen has run once.
-            page.keyboard.press("t"), page.keyboard.press("Enter")
-            expect(page.locator("#done")).to_be_visible()
-            assert page.evaluate("typeof window.__xss") == "undefined"
-            assert page.evaluate("window.__csp") == []  # the sanitizer held: CSP had nothing to block
-            response = page.request.get(base + "/ui/")
-            policy = response.headers["content-security-policy"]
-            assert "img-src 'self'" in policy and "script-src 'self' 'nonce-" in policy
-        assert web.outside == []
-    finally:
-        store.dispose()
+    hostile = "\n\n".join(PAYLOADS)
+    with one_task(tmp_path, browsing, "eve", texts=[[hostile, "plain " + PAYLOADS[1]]]) as app:
+        page, base = app.page, app.base
+        expect(page.locator("#candidates")).to_contain_text("svg onload")
+        expect(page.locator("#candidates")).to_contain_text("plain")
+        shown = {label: page.inner_text(f"#text-{label}").replace(ZWSP, "") for label in "AB"}
+        which = "A" if "svg" in shown["A"] else "B"  # the display order is shuffled per task
+        for fragment in ["<script>window.__xss = 'script'</script>", "onerror=", "<svg onload=",
+                         "javascript:window.__xss='md-link'", "<iframe src=", f"{REMOTE}/md.png"]:
+            assert fragment in shown[which], fragment
+        cands = page.locator("#text-A, #text-B")
+        for tag in ["script", "img", "svg circle", "iframe", "object", "embed"]:  # Gradio's own icons are svg
+            expect(cands.locator(tag)).to_have_count(0)
+        handlers = cands.locator("*").evaluate_all(
+            "els => els.flatMap(e => [...e.attributes].map(a => a.name)).filter(n => n.startsWith('on'))"
+        )
+        assert handlers == []
+        expect(page.locator("a[href^='javascript']")).to_have_count(0)
+        # Links that do exist (bare URLs) are inert until clicked and point at the stand-in host only.
+        hrefs = cands.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        assert all(h.startswith(REMOTE) for h in hrefs), hrefs
+        # Judge the task by keyboard, so every event handler of the screen has run once.
+        page.keyboard.press("t"), page.keyboard.press("Enter")
+        expect(page.locator("#done")).to_be_visible()
+        assert page.evaluate("typeof window.__xss") == "undefined"
+        assert page.evaluate("window.__csp") == []  # the sanitizer held: CSP had nothing to block
+        policy = page.request.get(base + "/ui/").headers["content-security-policy"]
+        assert "img-src 'self'" in policy and "script-src 'self' 'nonce-" in policy
+    assert app.web.outside == []
 
 
 def test_the_csp_blocks_what_a_sanitizer_might_miss(tmp_path, browsing) -> None:
     """Second line of defence: markup injected into the page is blocked by the policy alone."""
-    store = Store.open(f"sqlite:///{tmp_path / 'csp.db'}")
-    try:
-        add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
-        creds = add_people(store, {"eve": "annotator"})
-        with serve(context(store)) as base:
-            web = browsing(base)
-            page = web.page()
-            login(page, base, "eve", creds["eve"])
-            expect(page.locator("#status")).to_contain_text("eve")
-            # What a broken sanitizer would produce: live markup in the candidate's box.
-            page.locator("#text-A").evaluate(
-                f"""el => {{ el.innerHTML = '<img id="probe" src="{REMOTE}/leak.png" onerror="window.__xss=1">'; }}"""
-            )
-            expect(page.locator("#probe")).to_have_count(1)
-            # Resolves once the policy has reported twice (page-side wait: the CSP forbids string eval).
-            violations = page.evaluate(
-                "() => new Promise(done => { const look = () => window.__csp.length >= 2 ? done(window.__csp)"
-                " : setTimeout(look, 20); look(); })"
-            )
-            assert any(v.startswith("img-src") and "127.0.0.2" in v for v in violations), violations
-            assert any(v.startswith("script-src-attr") for v in violations), violations
-            assert page.evaluate("typeof window.__xss") == "undefined"
-        assert web.outside == []  # blocked by the policy before any request was made
-    finally:
-        store.dispose()
+    with one_task(tmp_path, browsing, "eve") as app:
+        page = app.page
+        # What a broken sanitizer would produce: live markup in the candidate's box.
+        page.locator("#text-A").evaluate(
+            f"""el => {{ el.innerHTML = '<img id="probe" src="{REMOTE}/leak.png" onerror="window.__xss=1">'; }}"""
+        )
+        expect(page.locator("#probe")).to_have_count(1)
+        # Resolves once the policy has reported twice (page-side wait: the CSP forbids string eval).
+        violations = page.evaluate(
+            "() => new Promise(done => { const look = () => window.__csp.length >= 2 ? done(window.__csp)"
+            " : setTimeout(look, 20); look(); })"
+        )
+        assert any(v.startswith("img-src") and "127.0.0.2" in v for v in violations), violations
+        assert any(v.startswith("script-src-attr") for v in violations), violations
+        assert page.evaluate("typeof window.__xss") == "undefined"
+    assert app.web.outside == []  # blocked by the policy before any request was made

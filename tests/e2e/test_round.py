@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 # Every failpoint a round passes, in order: inside each stage after its work is written,
 # and inside the transaction that marks it done.
 KILL_POINTS = [
-    "generate:written", "generate:commit",
+    "generate:chunk", "generate:written", "generate:commit",
     "annotate:judged", "annotate:commit",
     "reward:trained", "reward:commit",
     "policy:best_of_n", "policy:commit",

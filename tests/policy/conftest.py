@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from policy.generate import SamplingParams
 from rlhf.types import PromptRow
+
+PARAMS = SamplingParams(n=3, max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
 
 
 def build_chat_model(out: Path, hidden: int = 64, layers: int = 2, heads: int = 2, steps: int = 60) -> Path:
@@ -65,3 +68,17 @@ def demo_rows() -> list[PromptRow]:
 
     data = demo.build(0, 120, 24)
     return [PromptRow(id=100 + i, messages=r["messages"]) for i, r in enumerate(data["prompts_train"][:12])]
+
+
+def check_completions(completions, rows, params: SamplingParams, backend: str) -> None:
+    assert [(c.prompt_id, c.sample_index) for c in completions] == [
+        (r.id, k) for r in sorted(rows, key=lambda r: r.id) for k in range(params.samples)
+    ]
+    for c in completions:
+        assert c.params == params.recorded(backend)
+        assert isinstance(c.text, str)
+        assert c.prompt_tokens > 0
+        assert 0 <= c.completion_tokens <= params.max_new_tokens
+        assert c.finish_reason in ("stop", "length")
+        if c.finish_reason == "length":
+            assert c.completion_tokens == params.max_new_tokens

@@ -8,9 +8,8 @@ from policy.backends import open_backend
 from policy.generate import SamplingParams, generate, run
 from rlhf.config import GenerationConfig, VLLMConfig
 from rlhf.errors import UserError
-from .conftest import build_chat_model
 
-PARAMS = SamplingParams(n=3, max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
+from .conftest import PARAMS, build_chat_model, check_completions
 
 
 def cfg(backend: str, **kw) -> GenerationConfig:
@@ -19,20 +18,6 @@ def cfg(backend: str, **kw) -> GenerationConfig:
 
 def keyed(completions):
     return {(c.prompt_id, c.sample_index): c for c in completions}
-
-
-def check_completions(completions, rows, params: SamplingParams, backend: str) -> None:
-    assert [(c.prompt_id, c.sample_index) for c in completions] == [
-        (r.id, k) for r in sorted(rows, key=lambda r: r.id) for k in range(params.samples)
-    ]
-    for c in completions:
-        assert c.params == params.recorded(backend)
-        assert isinstance(c.text, str)
-        assert c.prompt_tokens > 0
-        assert 0 <= c.completion_tokens <= params.max_new_tokens
-        assert c.finish_reason in ("stop", "length")
-        if c.finish_reason == "length":
-            assert c.completion_tokens == params.max_new_tokens
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +46,14 @@ def test_vllm_and_transformers_give_the_same_structure_and_recorded_params(chat_
 
 def test_greedy_decoding_agrees_between_backends(chat_model, demo_rows, vllm_backend):
     """Same weights, same tokens, argmax at every step: the engines must produce the same text."""
-    greedy = SamplingParams(n=4, max_new_tokens=16, temperature=0.0, seed=1)
+    greedy = SamplingParams(n=4, max_new_tokens=24, temperature=0.0, seed=1)
     tf = generate(str(chat_model), None, demo_rows, greedy, config=cfg("transformers"))
     vl = run(vllm_backend, demo_rows, greedy, chunk_prompts=4)
     assert len(tf) == len(vl) == len(demo_rows)  # greedy: one completion per prompt
     same = sum(a.text == b.text and a.finish_reason == b.finish_reason for a, b in zip(tf, vl, strict=True))
     # float32 on both; an argmax may flip between kernels only when two logits nearly tie.
     assert same >= len(tf) - 1, [(a.text, b.text) for a, b in zip(tf, vl, strict=True) if a.text != b.text]
-    assert any(c.finish_reason == "stop" and c.completion_tokens < 16 for c in vl), "EOS never ended a reply"
+    assert any(c.finish_reason == "stop" and c.completion_tokens < 24 for c in vl), "EOS never ended a reply"
 
 
 def test_vllm_chunks_are_seeded_and_resume_exactly(vllm_backend, demo_rows, tmp_path):

@@ -236,3 +236,20 @@ def test_a_full_queue_answers_429_and_recovers(rm):
         release.set()
         assert first.result().status_code == 200 and second.result().status_code == 200
         assert c.post("/v1/score", json=one).status_code == 200
+
+
+def test_encoding_matches_the_chat_templates_own_tokenization(rm):
+    from reward.score import encode
+
+    tok = rm.tokenizer
+    for prompt, response in items(20, seed=3):
+        messages = [*prompt, {"role": "assistant", "content": response}]
+        assert encode(tok, prompt, response) == list(tok.apply_chat_template(messages, tokenize=True, return_dict=False))
+    # State an earlier truncating call leaves on the Rust backend must not truncate scoring inputs.
+    tok("amber " * 50, truncation=True, max_length=4)
+    prompt, response = items(1, seed=4)[0]
+    tok.backend_tokenizer.enable_truncation(4)
+    try:
+        assert len(encode(tok, prompt, response)) > 4
+    finally:
+        tok.backend_tokenizer.no_truncation()

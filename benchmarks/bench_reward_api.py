@@ -1,0 +1,205 @@
+"""Reward API throughput: dynamic micro-batching against batch size 1, in the same run.
+
+    python benchmarks/bench_reward_api.py [--model PATH] [--clients 32] [--seconds 8] [--rounds 2]
+
+Starts `rlhf reward serve` on 127.0.0.1 (a separate process, as users run it) once per mode
+and round, modes interleaved so that both see the same machine load; 32 clients, each on its
+own keep-alive connection, post one conversation per request to /v1/score in a closed loop.
+Prints requests/s and client-side p50/p99 latency per mode (median over rounds), the
+throughput ratio, and the mean forward-pass size from the server's /metrics, as a Markdown
+table. Without --model it builds a small reward model from scratch (no hub, no workspace).
+Traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORDS = ("what is the color of a banana sky grass snow coal ocean apple the answer is yellow blue green white "
+         "black please tell me briefly thanks").split()
+
+
+def build_model(out: Path, hidden: int, layers: int) -> Path:
+    """A byte-level BPE tokenizer and a randomly initialised Llama with a scalar head."""
+    from policy.pretrain import PretrainConfig, new_llama, train_tokenizer
+    from rlhf.models import load_reward_model
+
+    rng = random.Random(0)
+    tok = train_tokenizer([" ".join(rng.choices(WORDS, k=12)) for _ in range(2000)], 400, out)
+    new_llama(tok, PretrainConfig(hidden_size=hidden, layers=layers, heads=4)).save_pretrained(out)
+    rm = load_reward_model(str(out))
+    rm.config.pad_token_id = tok.pad_token_id
+    rm.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def request_bodies(n: int, seed: int = 0) -> list[bytes]:
+    """Conversations of 20-60 tokens or so, as PPO rollouts of a small chat model would be."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        conv = [{"role": "user", "content": " ".join(rng.choices(WORDS, k=rng.randint(4, 14)))},
+                {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=rng.randint(4, 40)))}]
+        out.append(json.dumps({"conversations": [conv]}).encode())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model: Path, token: str, batch_size: int, threads: int, wait_ms: float):
+        self.port = free_port()
+        env = {**os.environ, "RLHF_REWARD_TOKEN": token, "HF_HUB_OFFLINE": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rlhf.cli", "reward", "serve", "--model", str(model), "--host", "127.0.0.1",
+             "--port", str(self.port), "--max-batch-size", str(batch_size), "--max-wait-ms", str(wait_ms),
+             "--threads", str(threads)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise SystemExit("server did not start")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=60)
+
+
+async def client(port: int, token: str, bodies: list[bytes], seed: int, stop_at: float, measure_from: float,
+                 latencies: list[float]) -> None:
+    """One keep-alive connection posting in a closed loop (a minimal HTTP/1.1 client: cheap on CPU)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    rng = random.Random(seed)
+    head = (f"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\n").encode()
+    try:
+        while time.perf_counter() < stop_at:
+            body = rng.choice(bodies)
+            started = time.perf_counter()
+            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status = (await reader.readline()).split(b" ", 2)[1]
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if status != b"200":
+                raise SystemExit(f"server answered {status.decode()}")
+            if started >= measure_from:
+                latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def load(port: int, token: str, clients: int, seconds: float, warmup: float) -> tuple[float, list[float]]:
+    bodies = request_bodies(256)
+    now = time.perf_counter()
+    measure_from, stop_at = now + warmup, now + warmup + seconds
+    latencies: list[float] = []
+    await asyncio.gather(*(client(port, token, bodies, i, stop_at, measure_from, latencies) for i in range(clients)))
+    return len(latencies) / seconds, latencies
+
+
+def server_stats(port: int, token: str) -> tuple[float, float]:
+    """(mean inputs per forward pass, forward-pass milliseconds per input) from /metrics."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}).text
+    vals = {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(("rlhf_reward_batch_size_", "rlhf_reward_batch_seconds_sum"))}
+    inputs = vals.get("rlhf_reward_batch_size_sum", 0)
+    passes = max(vals.get("rlhf_reward_batch_size_count", 0), 1)
+    return inputs / passes, 1000 * vals.get("rlhf_reward_batch_seconds_sum", 0) / max(inputs, 1)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="A saved reward model (default: build a small one).")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32, help="max_batch_size of the batching mode")
+    ap.add_argument("--wait-ms", type=float, default=2.0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    args = ap.parse_args()
+
+    token = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or build_model(Path(tmp) / "rm", args.hidden, args.layers)
+        modes = {f"dynamic batching (max {args.batch_size}, wait {args.wait_ms:g} ms)": args.batch_size,
+                 "batch size 1": 1}
+        results: dict[str, list[tuple[float, list[float], float, float, float]]] = {m: [] for m in modes}
+        for r in range(args.rounds):
+            for name, bs in modes.items():
+                server = Server(model, token, bs, args.threads, args.wait_ms)
+                try:
+                    server.wait_ready()
+                    cpu = server.cpu_seconds()
+                    rps, lat = asyncio.run(load(server.port, token, args.clients, args.seconds, args.warmup))
+                    # CPU per request (warm-up included on both sides): what the server spends, whatever the load.
+                    served = rps * args.seconds * (args.seconds + args.warmup) / args.seconds
+                    cpu_ms = 1000 * (server.cpu_seconds() - cpu) / max(served, 1)
+                    results[name].append((rps, lat, *server_stats(server.port, token), cpu_ms))
+                finally:
+                    server.stop()
+                print(f"round {r + 1} {name}: {rps:.0f} req/s", file=sys.stderr)
+
+    print(f"\n{args.clients} concurrent clients, one conversation per request, {args.seconds:g} s per run "
+          f"(+{args.warmup:g} s warm-up), median of {args.rounds} interleaved rounds; server torch threads: "
+          f"{args.threads}; model: {args.model or f'Llama hidden {args.hidden}, {args.layers} layers (random init)'}; "
+          f"machine: {os.cpu_count()} cores\n")
+    print("| mode | requests/s | p50 ms | p99 ms | inputs per forward pass | forward ms per input "
+          "| server CPU ms per request |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    summary = {}
+    for name, runs in results.items():
+        best = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
+        rps = statistics.median(x[0] for x in runs)
+        summary[name] = rps
+        print(f"| {name} | {rps:.0f} | {pct(best[1], 0.5):.1f} | {pct(best[1], 0.99):.1f} | {best[2]:.1f} "
+              f"| {best[3]:.2f} | {best[4]:.2f} |")
+    batched, single = summary.values()
+    print(f"\nthroughput ratio (dynamic / batch size 1): {batched / single:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
