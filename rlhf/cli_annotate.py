@@ -16,7 +16,6 @@ import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -66,7 +65,7 @@ def export_rows(store, round_iter: int | None, kind: str) -> list[dict]:
             keep = set(s.scalars(select(schema.Task.id).join(schema.Round).where(schema.Round.iter == round_iter)))
     if last is None:
         return []
-    tasks = judged_tasks(SimpleNamespace(store=store, iter=last))
+    tasks = judged_tasks(store, last)
     if keep is not None:
         tasks = [t for t in tasks if t.judgment.task_id in keep]
     pairs = to_pairs(tasks)

@@ -47,7 +47,8 @@ def run(ctx) -> dict:
     if prog["missing"] > 0:
         raise WaitingForHumans(
             f"round {ctx.iter}: {prog['missing']} of {prog['needed']} judgments missing; "
-            f"annotators judge at `rlhf annotate serve --workspace {ctx.ws.root}`; run the round again when they are done"
+            f"annotators judge at http://{a.host}:{a.port}/ui/ (start it with `rlhf annotate serve -w {ctx.ws.root}`); "
+            "run the round again when they are done"
         )
     path = ctx.dir / "preferences.parquet"
     write_parquet(export_judgments(ctx), path)

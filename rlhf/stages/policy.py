@@ -79,8 +79,7 @@ def _extra_prompts(ctx, used: list[PromptRow], count: int) -> list[PromptRow]:
 
 def dpo(ctx, incumbent, out_dir) -> dict:
     c = ctx.cfg.policy.dpo
-    tasks = [t for t in judged_tasks(ctx)]
-    pairs = to_pairs(tasks).helpful
+    pairs = to_pairs(judged_tasks(ctx.store, ctx.iter)).helpful
     if not pairs:
         raise MethodSkipped("no preference pairs (every ranking was a tie)")
     model, tok = load_policy(ctx, incumbent.path)

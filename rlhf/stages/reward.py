@@ -21,14 +21,14 @@ from rlhf.workspace import atomic_dir, atomic_file
 MIN_PAIRS = 8  # below this a reward model would be noise; the head is skipped and says so
 
 
-def judged_tasks(ctx) -> list[JudgedTask]:
-    """Every judgment of this round and the earlier ones, with its prompt and candidate texts."""
-    with ctx.store.session() as s:
+def judged_tasks(store, up_to_iter: int) -> list[JudgedTask]:
+    """Every judgment of round `up_to_iter` and the earlier ones, with its prompt and candidate texts."""
+    with store.session(readonly=True) as s:
         q = (select(schema.Judgment, schema.Task, schema.Annotator.name)
              .join(schema.Task, schema.Task.id == schema.Judgment.task_id)
              .join(schema.Round, schema.Round.id == schema.Task.round_id)
              .join(schema.Annotator, schema.Annotator.id == schema.Judgment.annotator_id)
-             .where(schema.Round.iter <= ctx.iter).order_by(schema.Judgment.id))
+             .where(schema.Round.iter <= up_to_iter).order_by(schema.Judgment.id))
         out = []
         for j, t, name in s.execute(q).all():
             p = prompt_row(s.get(schema.Prompt, t.prompt_id))
@@ -40,7 +40,7 @@ def judged_tasks(ctx) -> list[JudgedTask]:
 
 def run(ctx) -> dict:
     r = ctx.cfg.reward
-    pairs: PairSet = to_pairs(judged_tasks(ctx))
+    pairs: PairSet = to_pairs(judged_tasks(ctx.store, ctx.iter))
     incumbent = model_row(ctx, ctx.incumbent_id)
     _, tok = load_policy(ctx, incumbent.path)
     tok.padding_side = "right"
