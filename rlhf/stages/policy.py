@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from sqlalchemy import select
 
 from policy.best_of_n import BestOfNRunConfig, select_best, train_best_of_n
@@ -12,7 +14,15 @@ from rlhf import schema
 from rlhf import store as st
 from rlhf.reward_rule import combine
 from rlhf.round import failpoint
-from rlhf.stages.common import complete, latest_models, load_policy, load_rm, model_row, round_prompts
+from rlhf.stages.common import (
+    complete,
+    latest_models,
+    load_policy,
+    load_rm,
+    model_row,
+    prompts,
+    round_prompts,
+)
 from rlhf.stages.reward import judged_tasks
 from rlhf.stages.sampling import round_params, sample
 from rlhf.types import Completion, PromptRow
@@ -55,7 +65,7 @@ def best_of_n(ctx, incumbent, out_dir) -> dict:
     rows = round_prompts(ctx)
     if c.fresh_prompts:
         # Fresh samples on more prompts than the humans saw: best-of-n needs no labels.
-        more = [p for p in _extra_prompts(ctx, rows, c.fresh_prompts)]
+        more = _extra_prompts(ctx, rows, c.fresh_prompts)
         cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed("best_of_n")), "best-of-n samples")
         rows = rows + more
     rs = rewards(ctx, rows, cands)
@@ -67,12 +77,8 @@ def best_of_n(ctx, incumbent, out_dir) -> dict:
 
 
 def _extra_prompts(ctx, used: list[PromptRow], count: int) -> list[PromptRow]:
-    from rlhf.stages.common import prompts
-
     taken = {p.id for p in used}
     pool = [p for p in prompts(ctx, "train") if p.id not in taken]
-    import random
-
     random.Random(ctx.seed("extra")).shuffle(pool)
     return sorted(pool[:count], key=lambda p: p.id)
 
