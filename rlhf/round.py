@@ -52,8 +52,10 @@ class StageContext:
     def log_dir(self, name: str) -> str:
         return str(self.dir / "logs" / name)
 
-    def seed(self, salt: str = "") -> int:
-        return abs(hash_str(f"{self.cfg.seed}:{self.iter}:{salt}")) % (2**31)
+    def seed(self, salt: str = "", per_round: bool = True) -> int:
+        """A seed for one random choice of this round (or, per_round=False, of every round alike)."""
+        scope = f"{self.iter}:" if per_round else ""
+        return abs(hash_str(f"{self.cfg.seed}:{scope}{salt}")) % (2**31)
 
 
 def hash_str(s: str) -> int:

@@ -37,8 +37,10 @@ def run(ctx) -> dict:
     rows = prompts(ctx, "eval")
     val_path = ctx.ws.data_dir / "sft_val.jsonl"
     val = read_jsonl(val_path) if val_path.exists() else []
+    # The same random numbers every round: a policy evaluated twice gets the same numbers,
+    # so rounds compare policies, not sampling luck.
     params = SamplingParams(n=e.samples, max_new_tokens=e.max_new_tokens, temperature=e.temperature,
-                            seed=ctx.seed("evaluate"))
+                            seed=ctx.seed("evaluate", per_round=False))
     policies = [model_row(ctx, ctx.incumbent_id), *candidates(ctx)]
     outputs, metrics = {}, {}
     for m in policies:
