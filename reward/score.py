@@ -60,7 +60,8 @@ def forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
     for j, s in enumerate(seqs):
         ids[j, : len(s)] = torch.tensor(s, dtype=torch.long)
         mask[j, : len(s)] = 1
-    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, 0]
+    # No KV cache: scoring never generates, and building one costs time on every layer.
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False).logits[:, 0]
     return [float(x) for x in logits.float().cpu()]
 
 

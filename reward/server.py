@@ -44,9 +44,10 @@ from reward.api_schema import (
     Usage,
     error_responses,
 )
-from reward.batching import BatchSettings, MicroBatcher, QueueFull
+from reward.batching import BatchSettings, MicroBatcher, QueueFull, ShuttingDown
 from reward.http_guard import HttpGuard, request_id_of
 from reward.score import encode, encode_conversation, encode_text, forward
+from reward.worker import WorkerError
 
 log = logging.getLogger("rlhf.reward.server")
 
@@ -63,12 +64,13 @@ class ServerSettings:
 @dataclass
 class LoadedModel:
     name: str
-    model: Any
+    model: Any  # None when the forward passes run in a worker process (reward/worker.py)
     tokenizer: Any
+    max_positions: int = 1 << 30
 
     @property
     def max_tokens(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 1 << 30) or (1 << 30))
+        return self.max_positions
 
 
 Forward = Callable[[list[list[int]]], list[float]]
@@ -108,6 +110,11 @@ def _install_error_handlers(app: FastAPI) -> None:
                    for e in errors[:20]]
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         return _error(request, 422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", details)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request %s failed: %s", request_id_of(request.scope), exc, exc_info=exc)
+        return _error(request, 500, "internal_error", "the server failed to score this request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -182,7 +189,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         except QueueFull as err:
             metrics.rejected.labels("queue_full").inc()
             raise ApiError(429, "queue_full", str(err), {"Retry-After": "1"}) from None
-        except RuntimeError as err:
+        except (ShuttingDown, WorkerError) as err:
             raise ApiError(503, "unavailable", str(err)) from None
 
     @app.post("/v1/score", response_model=ScoreResponse, dependencies=[bearer],
@@ -236,13 +243,27 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
     return app
 
 
-def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str = "float32") -> LoadedModel:
-    """A saved reward model (safetensors only) and its tokenizer, ready to serve under `name`."""
+def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str = "float32",
+               weights: bool = True) -> LoadedModel:
+    """A saved reward model (safetensors only) and its tokenizer, ready to serve under `name`.
+
+    With `weights=False` only the tokenizer and config are loaded: the weights live in a
+    worker process (reward/worker.py).
+    """
     from rlhf.models import load_reward_model, load_tokenizer
 
     tok = load_tokenizer(path, None, trust_remote_code)
     tok.padding_side = "right"
+    if not weights:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        return LoadedModel(name, None, tok, _positions(config))
     model = load_reward_model(path, None, trust_remote_code, dtype)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
-    return LoadedModel(name, model.eval(), tok)
+    return LoadedModel(name, model.eval(), tok, _positions(model.config))
+
+
+def _positions(config) -> int:
+    return int(getattr(config, "max_position_embeddings", None) or (1 << 30))

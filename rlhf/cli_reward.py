@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -95,6 +96,8 @@ def serve(
     max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request (more: 413).")] = 256,
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = all cores).")] = 0,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
+    worker_process: Annotated[bool, typer.Option(help="Run forward passes in a child process (not under the "
+                                                 "event loop's GIL).")] = True,
 ) -> None:
     """Serve reward models over HTTP (POST /v1/score, POST /get_reward, /healthz, /metrics, /docs)."""
     import uvicorn
@@ -110,16 +113,27 @@ def serve(
     targets = resolve_models(model, workspace)
     check_port(host, port)
     set_threads(threads or os.cpu_count() or 1)
-    from reward.server import ServerSettings, create_app, load_model
+    from reward.server import ServerSettings, create_app, default_forward, load_model
+    from reward.worker import ForwardProcess, ModelSpec, WorkerError
 
-    loaded = [load_model(name, path, trust, dtype) for name, path in targets]
+    loaded = [load_model(name, path, trust, dtype, weights=not worker_process) for name, path in targets]
     settings = ServerSettings(token=token, max_tokens=max_tokens, max_inputs=max_inputs,
                               batch=BatchSettings(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
                                                   max_queue=max_queue))
-    api = create_app(loaded, settings)
+    worker = None
+    if worker_process:
+        try:
+            worker = ForwardProcess([ModelSpec(n, p, trust, dtype) for n, p in targets], threads)
+        except WorkerError as e:
+            raise UserError(str(e)) from None
+    api = create_app(loaded, settings, (lambda m: partial(worker.forward, m.name)) if worker else default_forward)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     err.print(f"serving {', '.join(n for n, _ in targets)} on {where} (OpenAPI: {where}/docs)")
-    uvicorn.run(api, host=host, port=port, log_level="warning", access_log=access_log)
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=access_log)
+    finally:
+        if worker is not None:
+            worker.close()
 
 
 def workspace_config(workspace: Path):

@@ -7,11 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from .serving import TOKEN, auth
+from .test_api import items
 
 
 def free_port() -> int:
@@ -50,13 +52,21 @@ def test_serve_scores_over_http_and_stops_cleanly(tiny_rm, tmp_path):
                 pass
             assert time.monotonic() < deadline, "server did not come up"
             time.sleep(0.1)
-        conv = [{"role": "user", "content": "amber"}, {"role": "assistant", "content": "basil cedar"}]
-        r = httpx.post(f"{url}/v1/score", json={"conversations": [conv]}, headers=auth())
-        assert r.status_code == 200, r.text
+        # The served process scores in its model worker process: same numbers as in process,
+        # one request with everything and one request per input (concurrent, so batched by the server).
+        data = items(24, seed=5)
+        convs = [[*p, {"role": "assistant", "content": r}] for p, r in data]
         rm = load_model("x", str(tiny_rm))
-        assert abs(r.json()["scores"][0] - score(rm.model, rm.tokenizer, [(conv[:1], conv[1]["content"])])[0]) < 1e-5
+        expected = score(rm.model, rm.tokenizer, data)
+        r = httpx.post(f"{url}/v1/score", json={"conversations": convs}, headers=auth())
+        assert r.status_code == 200, r.text
         assert r.json()["model"] == tiny_rm.name
-        assert httpx.post(f"{url}/v1/score", json={"conversations": [conv]}).status_code == 401
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            singles = list(pool.map(lambda c: httpx.post(f"{url}/v1/score", json={"conversations": [c]},
+                                                         headers=auth()).json()["scores"][0], convs))
+        for got in (r.json()["scores"], singles):
+            assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) < 1e-5
+        assert httpx.post(f"{url}/v1/score", json={"conversations": convs[:1]}).status_code == 401
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=60)
