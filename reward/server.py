@@ -132,7 +132,8 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        # One forward thread for all models: on a CPU the passes would only compete for cores.
+        # One forward thread for all models (it runs the passes, or waits on the worker process):
+        # concurrent passes would only compete for the same cores.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-forward")
         for m in models:
             b = MicroBatcher(forward_factory(m), settings.batch, executor, metrics.batch_observer(m.name))
@@ -157,7 +158,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         if name is None:
             return models[0]
         if name not in by_name:
-            raise ApiError(404, "unknown_model", f"model {name!r} is not served; served: {', '.join(by_name)}")
+            raise ApiError(404, "unknown_model", f"model {name[:100]!r} is not served; served: {', '.join(by_name)}")
         return by_name[name]
 
     def check_count(n: int) -> None:

@@ -62,8 +62,12 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
     `on_checkpoint(step)` runs after each complete checkpoint (crash tests kill the process there).
     """
     from datasets import Dataset
+    from transformers import set_seed
     from trl import RewardConfig, RewardTrainer
 
+    # The scalar head is initialised at random when the model loads, before the trainer seeds
+    # anything: seed here, or the head (and so the model) depends on what ran earlier in the process.
+    set_seed(cfg.seed)
     model = load_reward_model(base, trust_remote_code=trust_remote_code)
     model.config.pad_token_id = tokenizer.pad_token_id
     peft_config = None

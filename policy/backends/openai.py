@@ -130,18 +130,31 @@ class OpenAIBackend:
         jobs = [(row, k) for row in rows for k in range(params.samples)]
 
         def run(job: tuple[PromptRow, int]) -> Completion:
-            c = self._one(job[0], job[1], params)
+            if self._abort.is_set():
+                raise BackendError("openai backend: stopped after another request failed")
+            try:
+                c = self._one(job[0], job[1], params)
+            except BaseException as err:
+                # The first failure ends the run: queued requests are skipped, waiting retries wake up.
+                with self._lock:
+                    if not self._abort.is_set():
+                        self._failure = err
+                    self._abort.set()
+                raise
             if progress is not None:
                 progress.update(1, c.completion_tokens)
             return c
 
         self._abort.clear()
+        self._failure: BaseException | None = None
         pool = ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="openai")
         try:
             out = list(pool.map(run, jobs))
-        except BaseException:
-            # The first failure ends the run: queued requests are dropped, waiting retries wake up.
-            self._abort.set()
+        except BaseException as err:
+            self._abort.set()  # also on Ctrl-C in this thread
+            # Results come back in order; an earlier request may only have been stopped by the failure.
+            if self._failure is not None and self._failure is not err:
+                raise self._failure from None
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

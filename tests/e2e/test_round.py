@@ -38,10 +38,7 @@ def snapshot(ws):
         "stages": q("select r.iter, s.stage from stage_runs s join rounds r on r.id = s.round_id"),
         "artifacts": q("select path, kind from artifacts"),
         "gates": q("select m.name, g.decision from gate_decisions g join models m on m.id = g.model_id"),
-        # Keys, not values: a reward model resumed from its checkpoint after a kill is not
-        # bit-identical to one trained in one go, so the policies trained against it (and their
-        # eval numbers) may differ slightly. Candidates and judgments above are compared exactly.
-        "evals": q("select m.name, e.metric from eval_results e join models m on m.id = e.model_id"),
+        "evals": q("select m.name, e.metric, round(e.value, 6) from eval_results e join models m on m.id = e.model_id"),
     }
     registered = db.execute("select path, sha256 from artifacts").fetchall()
     db.close()
