@@ -8,6 +8,12 @@ import pytest
 from reward.batching import BatchSettings, MicroBatcher, QueueFull, buckets
 
 
+def run_isolated(coro):
+    """asyncio.run on a thread of its own: Playwright's sync API (the browser tests, same
+    session) leaves an event loop marked running on the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 def test_buckets_group_similar_lengths_within_size_and_token_limits():
     lengths = [50, 3, 48, 4, 5, 49, 2, 51]
     groups = buckets(lengths, max_batch_size=4, max_batch_tokens=10_000)
@@ -35,7 +41,7 @@ def test_concurrent_submissions_share_forward_passes_and_keep_their_order():
             await b.stop()
         return results
 
-    results = asyncio.run(main())
+    results = run_isolated(main())
     assert results == [[float(i), float(i + 1)] for i in range(8)]
     assert sum(calls) == 16 and len(calls) <= 4  # 16 inputs, full batches of 8 (two lengths -> two buckets each)
 
@@ -51,4 +57,4 @@ def test_a_full_queue_raises_queue_full():
         finally:
             await b.stop()
 
-    asyncio.run(main())
+    run_isolated(main())
