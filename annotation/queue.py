@@ -286,7 +286,7 @@ def validate_judgment(task: schema.Task, judgment: types.Judgment) -> None:
         raise UserError(f"task {task.id}: seconds must not be negative")
 
 
-def submit(
+def submit_once(
     s: Session,
     task_id: int,
     annotator_id: int,
@@ -294,8 +294,8 @@ def submit(
     source: str,
     *,
     require_lease: bool = False,
-) -> schema.Judgment:
-    """Store a judgment and mark the annotator's assignment submitted.
+) -> tuple[schema.Judgment, bool]:
+    """Store a judgment and mark the annotator's assignment submitted; say whether it is new.
 
     Idempotent: if this annotator already judged the task, the stored judgment is
     returned and nothing changes (a double click or a retried request). A late
@@ -312,7 +312,7 @@ def submit(
     J = schema.Judgment
     existing = s.scalar(select(J).where(J.task_id == task_id, J.annotator_id == annotator_id))
     if existing is not None:
-        return existing
+        return existing, False
     if judgment.annotator and judgment.annotator != annotator.name:
         raise UserError(f"judgment is signed by {judgment.annotator!r}, submitted as {annotator.name!r}")
     validate_judgment(task, judgment)
@@ -341,7 +341,20 @@ def submit(
     else:
         assignment.status = "submitted"
     s.flush()
-    return row
+    return row, True
+
+
+def submit(
+    s: Session,
+    task_id: int,
+    annotator_id: int,
+    judgment: types.Judgment,
+    source: str,
+    *,
+    require_lease: bool = False,
+) -> schema.Judgment:
+    """`submit_once` for callers that only need the stored judgment."""
+    return submit_once(s, task_id, annotator_id, judgment, source, require_lease=require_lease)[0]
 
 
 def skip(s: Session, task_id: int, annotator_id: int) -> None:

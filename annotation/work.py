@@ -126,12 +126,10 @@ def submit(
         seconds=max(0.0, float(seconds)),
     )
     with _writing(store) as s:
-        # Lock first, then look: a double click that arrives twice at once sees the first one's row.
-        queue._locked_task(s, task_id)
-        J = schema.Judgment
-        before = s.scalar(select(J.id).where(J.task_id == task_id, J.annotator_id == who.id))
-        row = queue.submit(s, task_id, who.id, verdict, source, require_lease=True)
-        return Submitted(row.id, task_id, duplicate=before is not None)
+        # submit_once locks the task before it looks, so a double click that arrives twice at once
+        # sees the first one's row and is reported as a duplicate.
+        row, created = queue.submit_once(s, task_id, who.id, verdict, source, require_lease=True)
+        return Submitted(row.id, task_id, duplicate=not created)
 
 
 def skip(store: Store, who: Identity, task_id: int) -> None:

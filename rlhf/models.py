@@ -13,8 +13,6 @@ from typing import Any
 
 from rlhf.errors import UserError
 
-_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
 
 def _check_local(path: Path) -> None:
     if not path.exists():
@@ -47,7 +45,7 @@ def _kwargs(trust_remote_code: bool, dtype: str | None) -> dict[str, Any]:
 
     kw: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
     if dtype:
-        kw["dtype"] = getattr(torch, _DTYPES[dtype])
+        kw["dtype"] = getattr(torch, dtype)
     return kw
 
 

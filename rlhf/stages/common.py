@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pandas as pd
 from sqlalchemy import select
 
 from rlhf import schema
@@ -73,17 +72,29 @@ def latest_models(ctx, kind: str, method: str) -> schema.Model | None:
         return m
 
 
-def write_parquet(df: pd.DataFrame, final: Path) -> None:
+def write_parquet(table, final: Path) -> None:
+    """Write a pandas DataFrame or a pyarrow Table to `final` atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from rlhf.workspace import atomic_file
 
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     with atomic_file(final) as tmp:
-        df.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
 
 
 def complete(ctx, stage: str, summary: dict, artifacts=(), extra=None) -> None:
-    """Mark the stage done with its artifacts, plus `extra(s)` rows, in one transaction."""
+    """Mark the stage done with its artifacts, plus `extra(s)` rows, in one transaction.
+
+    In a distributed launch only the main process writes (the others trained the same
+    model on the same data; their copies of the artifacts were discarded)."""
+    from rlhf.distributed import is_main_process
     from rlhf.round import failpoint
 
+    if not is_main_process():
+        return
     with ctx.store.session() as s:
         if extra is not None:
             extra(s)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from rlhf.records import candidate_row
@@ -19,7 +21,7 @@ def run(ctx) -> dict:
     completions = sample(ctx, incumbent.path, rows, params, f"generate ({incumbent.name})", journal=journal,
                          on_chunk=lambda _: failpoint("generate:chunk"))
     path = ctx.dir / "candidates.parquet"
-    write_parquet(pd.DataFrame([c.__dict__ | {"params": str(c.params)} for c in completions]), path)
+    write_parquet(pd.DataFrame([c.__dict__ | {"params": json.dumps(c.params, sort_keys=True)} for c in completions]), path)
     failpoint("generate:written")
     summary = {"prompts": len(rows), "candidates": len(completions), "model": incumbent.name,
                "mean_tokens": sum(c.completion_tokens for c in completions) / max(len(completions), 1),

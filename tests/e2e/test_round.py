@@ -52,6 +52,21 @@ def assert_artifacts_whole(ws, registered):
     assert not list(ws.rglob(".tmp-*")), "a temporary artifact was left behind"
 
 
+def assert_exports_typed(ws):
+    """The round's parquet exports hold lists and JSON objects that read back as such, equal to the store."""
+    import pyarrow.parquet as pq
+
+    prefs = pq.read_table(ws / "rounds" / "iter-001" / "preferences.parquet").to_pylist()
+    db = sqlite3.connect(ws / "rlhf.db")
+    stored = db.execute("select task_id, ranking, unsafe from judgments order by id").fetchall()
+    db.close()
+    assert [(p["task_id"], p["ranking"], p["unsafe"]) for p in prefs] == [
+        (t, json.loads(r), json.loads(u)) for t, r, u in stored
+    ]
+    cands = pq.read_table(ws / "rounds" / "iter-001" / "candidates.parquet").to_pylist()
+    assert cands and all(isinstance(json.loads(c["params"]), dict) for c in cands)
+
+
 def test_round_1_completes_then_round_2_runs(workspace):
     r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace)))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -59,6 +74,7 @@ def test_round_1_completes_then_round_2_runs(workspace):
     status = json.loads(rlhf("status", "--json", "-w", str(workspace)).stdout)
     assert status["rounds"][0]["status"] == "complete"
     assert status["rounds"][0]["stages_done"] == ["generate", "annotate", "reward", "policy", "evaluate", "gate"]
+    assert_exports_typed(workspace)
     # Rerunning a finished round does nothing.
     before = snapshot(workspace)
     assert rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace))).returncode == 0
