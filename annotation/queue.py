@@ -130,10 +130,11 @@ def _assignment(s: Session, task_id: int, annotator_id: int) -> schema.Assignmen
 def _taken_slots(s: Session, task_id: int, annotator_id: int, now: datetime) -> int:
     """Judgments of the task plus live leases held by annotators other than this one."""
     A, J = schema.Assignment, schema.Judgment
-    judged = s.scalar(select(func.count(J.id)).where(J.task_id == task_id)) or 0
+    judged = select(func.count(J.id)).where(J.task_id == task_id).scalar_subquery()
     live = (A.task_id == task_id, A.status == LIVE, A.leased_until > now, A.annotator_id != annotator_id)
-    leased = s.scalar(select(func.count(A.id)).where(*live)) or 0
-    return judged + leased
+    leased = select(func.count(A.id)).where(*live).scalar_subquery()
+    # One round trip: on PostgreSQL every statement is a hop to the server process.
+    return s.scalar(select(judged + leased)) or 0
 
 
 def _own_live_lease(s: Session, annotator_id: int, now: datetime, round_id: int | None) -> schema.Task | None:

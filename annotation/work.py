@@ -82,15 +82,20 @@ def _view(s, task: schema.Task, annotator_id: int) -> TaskView:
     cands = queue.task_candidates(s, task)
     if len(cands) > len(LABELS):
         raise UserError(f"task {task.id} has {len(cands)} candidates; the screen shows at most {len(LABELS)}")
-    prompt = s.get(schema.Prompt, task.prompt_id)
-    rnd = s.get(schema.Round, task.round_id)
-    A = schema.Assignment
-    until = s.scalar(select(A.leased_until).where(A.task_id == task.id, A.annotator_id == annotator_id))
+    A, P, R = schema.Assignment, schema.Prompt, schema.Round
+    # The prompt, the round and this annotator's lease in one statement (each is a round trip on PostgreSQL).
+    messages, round_iter, until = s.execute(
+        select(P.messages, R.iter, A.leased_until)
+        .select_from(A)
+        .join(P, P.id == task.prompt_id)
+        .join(R, R.id == task.round_id)
+        .where(A.task_id == task.id, A.annotator_id == annotator_id)
+    ).one()
     return TaskView(
         task_id=task.id,
         round_id=task.round_id,
-        round_iter=rnd.iter if rnd else 0,
-        messages=list(prompt.messages) if prompt else [],
+        round_iter=round_iter,
+        messages=list(messages),
         candidates=[CandidateView(c.id, LABELS[i], c.text) for i, c in enumerate(cands)],
         leased_until=until.isoformat() if until else "",
     )
