@@ -345,17 +345,9 @@ def submit_once(
     return row, True
 
 
-def submit(
-    s: Session,
-    task_id: int,
-    annotator_id: int,
-    judgment: types.Judgment,
-    source: str,
-    *,
-    require_lease: bool = False,
-) -> schema.Judgment:
-    """`submit_once` for callers that only need the stored judgment."""
-    return submit_once(s, task_id, annotator_id, judgment, source, require_lease=require_lease)[0]
+def submit(*args: Any, **kwargs: Any) -> schema.Judgment:
+    """`submit_once` (same arguments) for callers that only need the stored judgment."""
+    return submit_once(*args, **kwargs)[0]
 
 
 def skip(s: Session, task_id: int, annotator_id: int) -> None:
