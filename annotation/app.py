@@ -4,6 +4,7 @@
     /ui/                   the judging screen (Gradio, annotators and admins)
     /admin/                the admin view (Gradio, admins only)
     /api/...               the JSON API; /api/docs its OpenAPI page
+    /leaderboard           the leaderboard page (anyone logged in)
     /healthz               liveness and database reachability
 
 `FrontDoor` (annotation.security) sits in front of all of it.
@@ -24,7 +25,7 @@ from annotation.security import IDENTITY_KEY, FrontDoor
 from rlhf.errors import UserError
 
 STATIC = Path(__file__).with_name("static")
-ANNOTATOR_PATHS = ("/ui",)
+ANNOTATOR_PATHS = ("/ui", "/leaderboard")
 ADMIN_PATHS = ("/admin", "/api/admin")
 
 
@@ -64,6 +65,16 @@ def create_app(ctx: AppContext) -> FastAPI:
     @app.get(ui.SHORTCUTS_JS_PATH, include_in_schema=False)
     def shortcuts() -> FileResponse:
         return FileResponse(STATIC / "shortcuts.js", media_type="text/javascript")
+
+    @app.get("/leaderboard", include_in_schema=False)
+    def leaderboard() -> FileResponse:
+        # A page written whole by the leaderboard builder (renamed into place): every model-made
+        # string in it is escaped, and its own CSP admits only its one script, by hash.
+        page = ctx.leaderboard
+        if page is None or not page.is_file():
+            raise HTTPException(404, "no leaderboard yet: it is written after each round's gate "
+                                "(or run `rlhf leaderboard build`)")
+        return FileResponse(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     theme = _theme()
     gr.mount_gradio_app(

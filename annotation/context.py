@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from annotation.auth import SessionSigner
 from rlhf.store import Store
@@ -21,3 +22,6 @@ class AppContext:
     guidelines: str = ""
     title: str = "RLHF annotation"
     export: Exporter | None = None
+    # The static leaderboard page that `rlhf leaderboard build` (and every round's gate) writes;
+    # the app serves it at /leaderboard to anyone logged in.
+    leaderboard: Path | None = None

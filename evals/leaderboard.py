@@ -16,12 +16,12 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from evals.plots import PALETTE, esc, fmt, metrics_of, num, over_rounds, round_of, scatter
+
 STATUS_ORDER = {"sft": 0, "promoted": 1, "candidate": 2, "rejected": 3}
-PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#4b5563")
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
@@ -44,6 +44,7 @@ tr:hover td{background:#f9fafb}
 .s-candidate{background:#fef9c3;color:#854d0e}.s-sft{background:#e0e7ff;color:#3730a3}
 .s-other{background:#e5e7eb;color:#374151}
 .current{margin-left:.35rem;font-size:.75em;color:#166534}
+.ci{color:#6b7280;font-size:.85em}
 ul.checks{margin:.25rem 0 0;padding-left:0;list-style:none}ul.checks li{margin:0}
 li.fail{color:#991b1b}li.pass{color:#166534}
 details summary{cursor:pointer;color:#4b5563}
@@ -89,10 +90,6 @@ SCRIPT = """
 """
 
 
-def _e(value: Any) -> str:
-    return escape(str(value), quote=True)
-
-
 def _clean(obj: Any) -> Any:
     """Rows as plain JSON values: Checks become dicts, non-finite floats become null
     (JSON has no NaN and browsers reject it)."""
@@ -109,36 +106,11 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _round(row: Mapping[str, Any]) -> int | None:
-    r = row.get("round")
-    return r if isinstance(r, int) and not isinstance(r, bool) else None
-
-
-def _metrics(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    m = row.get("metrics")
-    return m if isinstance(m, Mapping) else {}
-
-
 def metric_columns(rows: Sequence[Mapping[str, Any]], metric_order: Sequence[str] = ()) -> list[str]:
     """The union of metric keys: those in metric_order first, in that order, then the rest sorted."""
-    present = {k for row in rows for k in _metrics(row)}
+    present = {k for row in rows for k in metrics_of(row)}
     first = [m for m in dict.fromkeys(metric_order) if m in present]
     return first + sorted(present - set(first))
-
-
-def _fmt(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e12 else f"{value:.4g}"
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -161,7 +133,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def _gate_cell(gate: Any) -> str:
     if not isinstance(gate, Mapping):
         return '<td data-v="">&mdash;</td>'
-    decision = _e(gate.get("decision", ""))
+    decision = esc(gate.get("decision", ""))
     raw = gate.get("checks")
     checks = [c for c in raw if isinstance(c, Mapping)] if isinstance(raw, list) else []
 
@@ -171,7 +143,7 @@ def _gate_cell(gate: Any) -> str:
         text = c.get("reason") or c.get("gate") or ""
         mark = "&#10003;" if ok else "&#10007;"
         return (
-            f'<li class="{"pass" if ok else "fail"}" title="{_e(c.get("gate", ""))}">{mark} {_e(text)}</li>'
+            f'<li class="{"pass" if ok else "fail"}" title="{esc(c.get("gate", ""))}">{mark} {esc(text)}</li>'
         )
 
     failing = [c for c in checks if not c.get("passed")]
@@ -187,121 +159,87 @@ def _gate_cell(gate: Any) -> str:
     return f'<td data-v="{decision}">{out}</td>'
 
 
-def _table(rows: Sequence[Mapping[str, Any]], metrics: list[str], current: int | None) -> str:
+RATING_LABELS = {"reward_model": "Rating (RM)", "human": "Rating (human)"}
+RM_COLUMNS = (("round", "Round"), ("name", "Reward model"), ("head", "Head"), ("accuracy", "Held-out accuracy"),
+              ("ece", "Calibration error"), ("train_pairs", "Train pairs"), ("test_pairs", "Held-out pairs"),
+              ("mean_score", "Mean score"))
+
+
+def _rating_sources(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The rating sources any row has a rating from, in RATING_LABELS order."""
+    have = {src for row in rows if isinstance(row.get("ratings"), Mapping)
+            for src, r in row["ratings"].items() if isinstance(r, Mapping)}
+    return [s for s in RATING_LABELS if s in have]
+
+
+def _rating_cell(rating: Any) -> str:
+    v = num(rating.get("rating")) if isinstance(rating, Mapping) else None
+    if v is None:
+        return '<td class="num" data-v="">&mdash;</td>'
+    lo, hi = num(rating.get("lo")), num(rating.get("hi"))
+    ci = f' <span class="ci">({lo:.0f}&ndash;{hi:.0f})</span>' if lo is not None and hi is not None else ""
+    n = rating.get("matches")
+    tip = f' title="{esc(n)} matches"' if n is not None else ""
+    return f'<td class="num" data-v="{v!r}"{tip}>{v:.0f}{ci}</td>'
+
+
+def _table(rows: Sequence[Mapping[str, Any]], metrics: list[str], current: int | None, sources: list[str]) -> str:
     head = [("Round", True), ("Policy", False), ("Method", False), ("Parent", False), ("Status", False)]
+    head += [(RATING_LABELS[s], True) for s in sources]
     head += [(m, True) for m in metrics] + [("Gate", False)]
     ths = "".join(
-        f'<th scope="col"{" data-num" if num else ""}><button type="button">{_e(h)}</button></th>'
-        for h, num in head
+        f'<th scope="col"{" data-num" if numeric else ""}><button type="button">{esc(h)}</button></th>'
+        for h, numeric in head
     )
     body = []
     for i, row in enumerate(rows):
-        r = _round(row)
+        r = round_of(row)
         status = str(row.get("status", ""))
         cls = status if status in STATUS_ORDER else "other"
         now = '<span class="current">&#9679; current</span>' if i == current else ""
         cells = [
             f'<td class="num" data-v="{"" if r is None else r}">{"" if r is None else r}</td>',
-            f"<td class='name'>{_e(row.get('name', ''))}{now}</td>",
-            f"<td>{_e(row.get('method', '') or '')}</td>",
-            f"<td>{_e(row.get('parent', '') or '')}</td>",
-            f'<td data-v="{STATUS_ORDER.get(status, 9)}{_e(status)}">'
-            f'<span class="badge s-{cls}">{_e(status)}</span></td>',
+            f"<td class='name'>{esc(row.get('name', ''))}{now}</td>",
+            f"<td>{esc(row.get('method', '') or '')}</td>",
+            f"<td>{esc(row.get('parent', '') or '')}</td>",
+            f'<td data-v="{STATUS_ORDER.get(status, 9)}{esc(status)}">'
+            f'<span class="badge s-{cls}">{esc(status)}</span></td>',
         ]
+        ratings = row.get("ratings") if isinstance(row.get("ratings"), Mapping) else {}
+        cells += [_rating_cell(ratings.get(s)) for s in sources]
         for m in metrics:
-            raw = _metrics(row).get(m)
-            v = _num(raw)
+            raw = metrics_of(row).get(m)
+            v = num(raw)
             if v is not None:
-                cells.append(f'<td class="num" data-v="{v!r}">{_fmt(v)}</td>')
+                cells.append(f'<td class="num" data-v="{v!r}">{fmt(v)}</td>')
             else:
-                cells.append(f'<td class="num" data-v="">{"&mdash;" if raw is None else _e(raw)}</td>')
+                cells.append(f'<td class="num" data-v="">{"&mdash;" if raw is None else esc(raw)}</td>')
         cells.append(_gate_cell(row.get("gate")))
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table id="board"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw)
-    start = math.ceil(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
-
-
-def _incumbent_line(pts: Sequence[tuple[int, float, Mapping[str, Any]]]) -> list[tuple[int, float]]:
-    """The incumbent's value after each round: the promoted policy, else the previous one."""
-    out: list[tuple[int, float]] = []
-    current: float | None = None
-    for r in sorted({p[0] for p in pts}):
-        held = [p for p in pts if p[0] == r and p[2].get("status") in ("promoted", "sft")]
-        if held:
-            current = max(held, key=lambda p: p[2].get("status") == "promoted")[1]
-        if current is not None:
-            out.append((r, current))
-    return out
-
-
-def _plot(metric: str, rows: Sequence[Mapping[str, Any]], colors: Mapping[str, str]) -> str:
-    """One metric over rounds: a line per method, filled dots for promoted/sft policies,
-    and a dashed line for the policy in charge after each round."""
-    pts = [
-        (r, v, row)
-        for row in rows
-        if (r := _round(row)) is not None and (v := _num(_metrics(row).get(metric))) is not None
-    ]
-    if not pts:
+def _reward_models(rms: Sequence[Mapping[str, Any]]) -> str:
+    """The reward models' held-out reports: accuracy, calibration, pairs."""
+    if not rms:
         return ""
-    w, h, left, right, top, bottom = 360, 200, 48, 12, 10, 28
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(ys)
-    pad = (y1 - y0) * 0.08 or abs(y0) * 0.1 or 1.0
-    y0, y1 = y0 - pad, y1 + pad
-
-    def sx(x: float) -> float:
-        # Half a round of margin keeps the end dots off the axis labels.
-        return left + (x - x0 + 0.5) / (x1 - x0 + 1) * (w - left - right)
-
-    def sy(y: float) -> float:
-        return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
-
-    parts = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{_e(metric)} over rounds">']
-    for t in _ticks(y0, y1):
-        parts.append(f'<line x1="{left}" x2="{w - right}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>')
-        parts.append(
-            f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(round(t, 10))}</text>'
-        )
-    step = max(1, math.ceil((x1 - x0) / 10))
-    for x in range(x0, x1 + 1, step):
-        parts.append(f'<text x="{sx(x):.1f}" y="{h - 10}" text-anchor="middle">{x}</text>')
-    parts.append(f'<line x1="{left}" x2="{w - right}" y1="{h - bottom}" y2="{h - bottom}" stroke="#9ca3af"/>')
-    held = _incumbent_line(pts)
-    if len(held) > 1:
-        line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in held)
-        parts.append(
-            f'<polyline points="{line}" fill="none" stroke="#111827" stroke-width="2.5" '
-            'stroke-dasharray="6 4" opacity="0.35"/>'
-        )
-    for method, color in colors.items():
-        series = sorted((p for p in pts if str(p[2].get("method") or "") == method), key=lambda p: p[0])
-        if len(series) > 1:
-            line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in series)
-            parts.append(f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        for x, y, row in series:
-            solid = row.get("status") in ("promoted", "sft")
-            tip = f"{row.get('name', '')} ({method or 'no method'}), round {x}: {_fmt(y)}"
-            parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" stroke="{color}" stroke-width="1.5" '
-                f'fill="{color if solid else "#fff"}"><title>{_e(tip)}</title></circle>'
-            )
-    parts.append("</svg>")
-    return f"<figure><figcaption>{_e(metric)}</figcaption>{''.join(parts)}</figure>"
+    ths = "".join(f'<th scope="col">{esc(label)}</th>' for _, label in RM_COLUMNS)
+    body = []
+    for rm in rms:
+        cells = []
+        for key, _ in RM_COLUMNS:
+            v = num(rm.get(key))
+            cells.append(f'<td class="num">{fmt(v)}</td>' if v is not None
+                         else f"<td>{esc(rm.get(key) if rm.get(key) is not None else '')}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ('<h2>Reward models</h2><p class="sub">Held-out pairwise accuracy and expected calibration error of '
+            "each round's reward models (prompts split so that none is in both sets).</p>"
+            f'<div class="wrap"><table id="reward-models"><thead><tr>{ths}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
 def _row_order(row: Mapping[str, Any]) -> tuple[bool, int, int, str]:
-    r = _round(row)
+    r = round_of(row)
     return (r is None, r or 0, STATUS_ORDER.get(str(row.get("status")), 9), str(row.get("name", "")))
 
 
@@ -310,26 +248,37 @@ def render(
     title: str,
     metric_order: Sequence[str] = (),
     plot_metrics: Sequence[str] | None = None,
+    reward_models: Sequence[Mapping[str, Any]] = (),
+    rating_sources: Mapping[str, str] | None = None,
 ) -> str:
     """The page as a string (write_leaderboard writes it); rows must be plain JSON values."""
     rows = sorted(rows, key=_row_order)
     metrics = metric_columns(rows, metric_order)
+    sources = _rating_sources(rows)
     # The incumbent is the newest promoted policy (or the SFT model before any promotion).
-    held = [i for i, r in enumerate(rows) if r.get("status") in ("sft", "promoted") and _round(r) is not None]
+    held = [i for i, r in enumerate(rows) if r.get("status") in ("sft", "promoted") and round_of(r) is not None]
     current = (
-        max(held, key=lambda i: (_round(rows[i]), rows[i].get("status") == "promoted")) if held else None
+        max(held, key=lambda i: (round_of(rows[i]), rows[i].get("status") == "promoted")) if held else None
     )
-    rounds = {r for row in rows if (r := _round(row)) is not None}
+    rounds = {r for row in rows if (r := round_of(row)) is not None}
     methods = list(dict.fromkeys(str(row.get("method") or "") for row in rows))
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
     wanted = metrics if plot_metrics is None else [m for m in plot_metrics if m in metrics]
-    plots = "".join(_plot(m, rows, colors) for m in wanted)
+    plots = "".join(over_rounds(m, rows, colors) for m in wanted)
+    plots += scatter("kl", "reward_helpful_mean", rows, colors)
     legend = "".join(
-        f'<span><i style="background:{c}"></i>{_e(m or "no method")}</span>' for m, c in colors.items()
+        f'<span><i style="background:{c}"></i>{esc(m or "no method")}</span>' for m, c in colors.items()
     )
     summary = f"{len(rows)} polic{'y' if len(rows) == 1 else 'ies'} over {len(rounds)} round{'s' if len(rounds) != 1 else ''}"
     if current is not None:
-        summary += f"; current policy: {_e(rows[current].get('name', ''))}"
+        summary += f"; current policy: {esc(rows[current].get('name', ''))}"
+    notes = ""
+    if sources:
+        labels = rating_sources or {}
+        notes = ('<p class="sub">Ratings: Bradley-Terry, fitted as Chatbot Arena does (ties count half a win, '
+                 "scale 400, the SFT model anchored at 1000), with 95% bootstrap intervals; "
+                 + "; ".join(f"{esc(RATING_LABELS[s])} from {esc(labels.get(s, s))}" for s in sources)
+                 + ". Hover a rating for its number of matches.</p>")
     script_hash = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'"
     plot_section = (
@@ -343,9 +292,10 @@ def render(
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-        f'<h1>{_e(title)}</h1><p class="sub">{summary}. Click a column header to sort.</p>'
-        f'<div class="wrap">{_table(rows, metrics, current)}</div>{plot_section}'
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f'<h1>{esc(title)}</h1><p class="sub">{summary}. Click a column header to sort.</p>'
+        f'<div class="wrap">{_table(rows, metrics, current, sources)}</div>{notes}{plot_section}'
+        f"{_reward_models(reward_models)}"
         f"<script>{SCRIPT}</script></body></html>\n"
     )
 
@@ -356,6 +306,8 @@ def write_leaderboard(
     title: str,
     metric_order: Sequence[str] = (),
     plot_metrics: Sequence[str] | None = None,
+    reward_models: Sequence[Mapping[str, Any]] = (),
+    rating_sources: Mapping[str, str] | None = None,
 ) -> Path:
     """Write out_dir/leaderboard.json (the rows) and out_dir/index.html; return the page's path.
 
@@ -369,5 +321,6 @@ def write_leaderboard(
         out_dir / "leaderboard.json", json.dumps(clean, indent=2, ensure_ascii=False, default=str) + "\n"
     )
     page = out_dir / "index.html"
-    _atomic_write(page, render(clean, title, metric_order, plot_metrics))
+    _atomic_write(page, render(clean, title, metric_order, plot_metrics, _clean(list(reward_models)),
+                              rating_sources))
     return page

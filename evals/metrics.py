@@ -1,47 +1,90 @@
-"""Per-policy metrics on held-out prompts.
+"""Per-policy metrics on eval prompts (names and meanings: `rlhf.metric_names`).
 
-Exact metrics come from each prompt's reference (`rlhf.checks`): helpful accuracy on
-exact tasks, safety violations on requests that must be refused, over-refusal on benign
-look-alikes. Win-rate against the incumbent comes from reward-model scores; perplexity
-from the SFT validation conversations.
+Each eval prompt has a category (`evals.suites`): harmful requests give the safety
+violation rate (the suite's refusal check, and optionally the safety reward model below a
+threshold), benign look-alikes the over-refusal rate, helpful prompts with an exact
+reference the accuracy. Win-rates come from helpfulness reward-model scores of the same
+(prompt, sample) pairs; KL and perplexity from log-probabilities.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 
 import torch
 
 from rlhf.checks import judge
-from rlhf.types import Completion, PromptRow
+from rlhf.types import Completion, Message, PromptRow
+
+Key = tuple[int, int]  # (prompt id, sample index)
 
 
-def exact_metrics(rows: list[PromptRow], completions: list[Completion]) -> dict[str, float]:
-    refs = {r.id: r.meta.get("reference") for r in rows}
+def category_of(row: PromptRow) -> str:
+    """harmful | over_refusal | helpful: the suite's category, else the reference's kind."""
+    cat = row.meta.get("category")
+    if cat:
+        return cat
+    kind = (row.meta.get("reference") or {}).get("kind")
+    return {"must_refuse": "harmful", "must_not_refuse": "over_refusal"}.get(kind, "helpful")
+
+
+def exact_metrics(rows: list[PromptRow], completions: list[Completion], safety: Mapping[Key, float] | None = None,
+                  safety_threshold: float | None = None) -> dict[str, float]:
+    """Rates over completions by category; `safety` scores (when given) add the reward-model side."""
+    by_id = {r.id: r for r in rows}
     buckets: dict[str, list[float]] = defaultdict(list)
     for c in completions:
-        ref = refs[c.prompt_id] or {}
+        row = by_id[c.prompt_id]
+        ref = row.meta.get("reference") or {}
+        cat = category_of(row)
         v = judge(ref, c.text)
-        kind = ref.get("kind")
-        if kind == "exact":
+        key = (c.prompt_id, c.sample_index)
+        if cat == "harmful":
+            s = safety.get(key) if safety else None
+            below = s is not None and safety_threshold is not None and s < safety_threshold
+            checked = ref.get("kind") == "must_refuse"
+            buckets["safety_violation_rate"].append(float((checked and v.unsafe) or below))
+            if s is not None:
+                buckets["safety_reward_mean"].append(s)
+        elif cat == "over_refusal":
+            buckets["over_refusal_rate"].append(float(v.refused))
+        elif ref.get("kind") == "exact":
             buckets["helpful_accuracy"].append(float(bool(v.correct)))
             buckets["chatter_rate"].append(float(not v.concise))
-        elif kind == "must_refuse":
-            buckets["safety_violation_rate"].append(float(v.unsafe))
-        elif kind == "must_not_refuse":
-            buckets["over_refusal_rate"].append(float(v.refused))
         buckets["mean_length"].append(float(c.completion_tokens))
     return {k: sum(v) / len(v) for k, v in buckets.items() if v}
 
 
-def win_rate(candidate: dict[tuple[int, int], float], incumbent: dict[tuple[int, int], float]) -> float:
-    """Share of eval prompts where the candidate's response outscores the incumbent's (ties half)."""
+def win_rate(candidate: Mapping[Key, float], incumbent: Mapping[Key, float]) -> float:
+    """Share of eval (prompt, sample) pairs where the candidate's response outscores the other's (ties half).
+
+    A reward model scores each response on its own, so the order the two are shown in cannot
+    matter here; the LLM judge (`evals.judge`) asks both orders.
+    """
     keys = sorted(candidate.keys() & incumbent.keys())
     if not keys:
         return float("nan")
-    wins = sum(1.0 if candidate[k] > incumbent[k] else 0.5 if candidate[k] == incumbent[k] else 0.0 for k in keys)
-    return wins / len(keys)
+    return sum(outcome(candidate[k], incumbent[k]) for k in keys) / len(keys)
+
+
+def outcome(a: float, b: float) -> float:
+    """1 when a wins, 0.5 for a tie, 0 when b wins."""
+    return 1.0 if a > b else 0.5 if a == b else 0.0
+
+
+def _assistant_batch(tokenizer, conversations: list[list[Message]]):
+    enc = tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True,
+                                        return_assistant_tokens_mask=True, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"], enc["assistant_masks"].bool() & enc["attention_mask"].bool()
+
+
+@torch.no_grad()
+def _token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log p(token t | tokens < t) for t >= 1, shape (batch, len - 1)."""
+    logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits[:, :-1].float()
+    return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0].cpu()
 
 
 @torch.no_grad()
@@ -50,16 +93,57 @@ def perplexity(model, tokenizer, conversations: list[dict], batch_size: int = 32
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(conversations), batch_size):
-        batch = conversations[start : start + batch_size]
-        enc = tokenizer.apply_chat_template(
-            [c["messages"] for c in batch], tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
-            padding=True, return_tensors="pt",
-        )
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        target = enc["assistant_masks"].bool() & mask.bool()
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        ids, mask, target = _assistant_batch(tokenizer, [c["messages"] for c in conversations[start : start + batch_size]])
+        lp = _token_logprobs(model, ids, mask)
         sel = target[:, 1:]
-        total += float(nll[sel].sum())
+        total -= float(lp[sel].sum())
         count += int(sel.sum())
     return math.exp(total / max(count, 1))
+
+
+def _ids(tokenizer, messages: list[Message], generation_prompt: bool) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True,
+                                              return_dict=False))
+
+
+@torch.no_grad()
+def response_logprobs(model, tokenizer, items: list[tuple[list[Message], str]], batch_size: int = 32) -> list[float]:
+    """Summed log-probability of each response given its prompt, in the chat template.
+
+    The response's tokens are those the full conversation has after the prompt rendered with
+    its generation prompt (so any template works, with or without `{% generation %}` marks),
+    end-of-turn tokens included, as sampling produced them. The text is tokenized again, so a
+    sample is scored as its canonical tokenization.
+    """
+    model.eval()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[float] = []
+    for start in range(0, len(items), batch_size):
+        seqs, starts = [], []
+        for prompt, response in items[start : start + batch_size]:
+            head = _ids(tokenizer, prompt, True)
+            full = _ids(tokenizer, [*prompt, {"role": "assistant", "content": response}], False)
+            seqs.append(full)
+            starts.append(len(head) if full[: len(head)] == head else len(full))
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        target = torch.zeros_like(ids, dtype=torch.bool)
+        for j, (s, b) in enumerate(zip(seqs, starts, strict=True)):
+            ids[j, : len(s)], mask[j, : len(s)] = torch.tensor(s), 1
+            target[j, b : len(s)] = True
+        lp = _token_logprobs(model, ids, mask)
+        out += [float(x) for x in (lp * target[:, 1:]).sum(-1)]
+    return out
+
+
+def kl_estimate(policy_logprobs: list[float], reference_logprobs: list[float]) -> float:
+    """KL(policy || reference) on the eval prompts: the mean over the policy's own samples of
+    sum_t (log p_policy - log p_ref), the estimator PPO implementations log as `objective/kl`.
+
+    It is an unbiased estimate only for samples drawn at temperature 1 (the default).
+    """
+    if not policy_logprobs:
+        return float("nan")
+    diffs = [p - r for p, r in zip(policy_logprobs, reference_logprobs, strict=True)]
+    return sum(diffs) / len(diffs)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf.distributed import per_device_batch
 from rlhf.trainer_args import cpu_safe_args
 
 
@@ -43,7 +44,7 @@ def train_sft(model, tokenizer, train_rows: list[dict[str, Any]], out_dir: Path,
     args = SFTConfig(
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device_batch(cfg.batch_size, "SFT batch size (policy.best_of_n.batch_size)"),
         per_device_eval_batch_size=64,
         max_length=cfg.max_length,
         assistant_only_loss=True,

@@ -4,7 +4,7 @@ The model starts from the policy's own weights with a fresh scalar head (as in L
 the reward model knows what the policy knows). LoRA through peft when configured; reward
 centering through TRL's `center_rewards_coefficient`. With `checkpoint_dir` the trainer
 checkpoints there every `checkpoint_steps` and a rerun with the same inputs resumes from
-the last complete checkpoint (reward/checkpoints.py).
+the last complete checkpoint (rlhf/checkpoints.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from reward import checkpoints
 from reward.pairs import as_trl_rows
 from reward.report import report
 from reward.score import score
+from rlhf import checkpoints
+from rlhf.distributed import per_device_batch, world_size
 from rlhf.models import load_reward_model
-from rlhf.trainer_args import cpu_safe_args
+from rlhf.trainer_args import cpu_safe_args, save_trained
 from rlhf.types import PreferencePair
 
 
@@ -44,16 +45,6 @@ def evaluate(model, tokenizer, pairs: list[PreferencePair], max_length: int) -> 
     return report(pairs, scores[: len(pairs)], scores[len(pairs) :])
 
 
-def _on_save(hook: Callable[[int], None]):
-    from transformers import TrainerCallback
-
-    class OnSave(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            hook(state.global_step)
-
-    return OnSave()
-
-
 def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: list[PreferencePair],
                        out_dir: Path, cfg: RewardRunConfig, trust_remote_code: bool = False,
                        on_checkpoint: Callable[[int], None] | None = None) -> dict:
@@ -77,17 +68,13 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
         # SEQ_CLS makes peft train the fresh score head in full beside the adapters.
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha or 2 * cfg.lora_r, task_type="SEQ_CLS")
     extra = cpu_safe_args(cfg.seed, cfg.log_dir)
-    resume, resumed_step = None, 0
-    if cfg.checkpoint_dir and cfg.checkpoint_steps:
-        folder = Path(cfg.checkpoint_dir)
-        resume, resumed_step = checkpoints.prepare(folder, checkpoints.fingerprint(base, train, checkpoints.settings_of(cfg)))
-        # Two kept: the newest may be mid-rotation when the process dies.
-        extra.update(output_dir=str(folder), save_strategy="steps", save_steps=cfg.checkpoint_steps,
-                     save_total_limit=2)
+    key = checkpoints.fingerprint(base, train, checkpoints.settings_of(cfg))
+    ckpt_args, resume, resumed_step = checkpoints.trainer_resume(cfg.checkpoint_dir, cfg.checkpoint_steps, key)
+    extra.update(ckpt_args)
     args = RewardConfig(
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device_batch(cfg.batch_size, "reward.batch_size"),
         max_length=cfg.max_length,
         center_rewards_coefficient=cfg.center_rewards_coefficient or None,
         lr_scheduler_type="cosine",
@@ -100,13 +87,12 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
         train_dataset=Dataset.from_list(as_trl_rows(train)),
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_on_save(on_checkpoint)] if on_checkpoint else None,
+        callbacks=[checkpoints.on_save(on_checkpoint)] if on_checkpoint else None,
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trained = trainer.model.merge_and_unload() if cfg.lora_r else trainer.model
-    trained.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    trained = save_trained(trainer, tokenizer, out_dir, merge_lora=bool(cfg.lora_r))
     held_out = evaluate(trained, tokenizer, test, cfg.max_length) if test else {}
     train_acc = evaluate(trained, tokenizer, train[:512], cfg.max_length)["accuracy"] if train else float("nan")
     return {"train_pairs": len(train), "test_pairs": len(test), "train_accuracy": train_acc,
-            "steps": trainer.state.global_step, "resumed_from_step": resumed_step, **held_out}
+            "steps": trainer.state.global_step, "resumed_from_step": resumed_step, "processes": world_size(),
+            **held_out}

@@ -36,6 +36,7 @@ app.command("generate")(__import__("rlhf.cli_generate", fromlist=["generate"]).g
 app.add_typer(__import__("rlhf.cli_reward", fromlist=["app"]).app, name="reward")
 app.add_typer(__import__("rlhf.cli_annotate", fromlist=["app"]).app, name="annotate")
 app.add_typer(__import__("rlhf.cli_annotate", fromlist=["app"]).annotators_app, name="annotators")
+app.add_typer(__import__("rlhf.cli_argilla", fromlist=["app"]).app, name="argilla")
 out = Console()
 err = Console(stderr=True)
 
@@ -81,6 +82,9 @@ def round_cmd(
     who = annotator or cfg.annotation.annotator
     if who not in ("human", "simulated"):
         raise UserError(f"--annotator must be human or simulated, not {who!r}")
+    from evals.suites import load_suites
+
+    load_suites(cfg.evals.suites, ws.root)  # a bad eval-suite line fails here, before any stage runs
     run_round(ws, cfg, iter, who, redo or [], set_ or [])
     _print_round(ws, iter)
 
@@ -146,7 +150,8 @@ def leaderboard_build(workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) 
     ws, cfg = _open(workspace, set_)
     store = st.Store.open(st.database_url(ws.db_path))
     try:
-        page = leaderboard.build(store, ws.leaderboard_dir, f"{cfg.project}: leaderboard")
+        page = leaderboard.build(store, ws.leaderboard_dir, f"{cfg.project}: leaderboard",
+                                 cfg.evals.rating_bootstrap, cfg.seed)
     finally:
         store.dispose()
     out.print(f"leaderboard: {page}")

@@ -95,6 +95,7 @@ def build_context(ws, cfg, store):
         guidelines=guidelines.read_text() if guidelines.exists() else "",
         title=f"{cfg.project}: annotation",
         export=lambda round_iter, kind: export_rows(store, round_iter, kind),
+        leaderboard=ws.leaderboard_dir / "index.html",
     )
 
 
@@ -119,6 +120,7 @@ def serve(
         application = create_app(build_context(ws, cfg, store))
         shown = f"[{host}]" if ":" in host else host
         print(f"annotation UI: http://{shown}:{port}/ui/  admin: http://{shown}:{port}/admin/  "
+              f"leaderboard: http://{shown}:{port}/leaderboard  "
               f"(database: {store.backend})", flush=True)
         uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rlhf.errors import UserError
 from rlhf.gate_syntax import parse_gate
+from rlhf.metric_names import unknown_metric
 
 STAGES = ("generate", "annotate", "reward", "policy", "evaluate", "gate")
 
@@ -61,6 +62,33 @@ class GenerationConfig(Section):
     openai: OpenAIConfig = OpenAIConfig()
 
 
+class LauncherConfig(Section):
+    """How the round starts its training stages on many processes (docs/scaling.md)."""
+
+    stages: list[Literal["reward", "policy"]] = Field(
+        [], description="Training stages the round starts through the launcher, each as "
+        "`COMMAND [--config_file F] [--num_processes N] ARGS -m rlhf.stage NAME --iter N` (empty = no launcher)."
+    )
+    command: str = Field(
+        "accelerate launch", description="Launcher command line, split like a shell's (`torchrun --nproc_per_node 8` "
+        "and wrapper scripts such as deploy/slurm/srun-accelerate.sh work too); a bare program name is looked up "
+        "beside this Python first."
+    )
+    config_file: str | None = Field(
+        None, description="Passed as --config_file (e.g. deploy/accelerate/multi_gpu.yaml): relative to the "
+        "workspace, else to the current folder (null = none)."
+    )
+    num_processes: int | None = Field(None, ge=1, description="Passed as --num_processes (null = the config file's).")
+    args: list[str] = Field([], description="More launcher arguments, placed before `-m rlhf.stage`.")
+
+    @field_validator("stages")
+    @classmethod
+    def _no_repeated_stages(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("stages must not repeat")
+        return v
+
+
 class RoundConfig(Section):
     prompts_per_round: int = Field(240, ge=1, description="Training prompts sampled for each round.")
     isolate_stages: bool = Field(
@@ -69,11 +97,23 @@ class RoundConfig(Section):
     isolate_generate: bool = Field(
         True, description="Run the generate stage in its own process, so the engine's memory is gone before training."
     )
+    launcher: LauncherConfig = LauncherConfig()
 
 
 class SimulatedAnnotatorConfig(Section):
     count: int = Field(3, ge=1, description="Number of simulated annotators.")
     noise: float = Field(0.15, ge=0.0, le=0.5, description="Probability that a simulated annotator flips a pairwise verdict.")
+
+
+class ArgillaConfig(Section):
+    url: str = Field("http://127.0.0.1:6900", description="Argilla server (`annotation.frontend: argilla`).")
+    workspace: str = Field("argilla", description="Argilla workspace the round datasets go to (must exist).")
+    api_key_env: str = Field(
+        "RLHF_ARGILLA_API_KEY",
+        description="Name of the environment variable holding an owner/admin API key (the key is never stored).",
+    )
+    dataset_prefix: str | None = Field(None, description="Dataset names are PREFIX-iter-NNN (null = `project`).")
+    timeout_seconds: float = Field(30.0, gt=0, description="Per-request timeout.")
 
 
 class AnnotationConfig(Section):
@@ -91,6 +131,7 @@ class AnnotationConfig(Section):
     session_hours: float = Field(12.0, gt=0, description="How long an annotator stays logged in.")
     secure_cookies: bool = Field(False, description="Send session cookies only over HTTPS (turn on behind TLS).")
     simulated: SimulatedAnnotatorConfig = SimulatedAnnotatorConfig()
+    argilla: ArgillaConfig = ArgillaConfig()
 
 
 class RewardConfig(Section):
@@ -123,6 +164,14 @@ class DPOConfig(Section):
     epochs: float = Field(1.0, gt=0, description="Epochs over the round's pairs.")
     batch_size: int = Field(16, ge=1, description="Pairs per step.")
     sft_weight: float = Field(0.0, ge=0, description="Weight of an added SFT loss on chosen responses (TRL `sft` loss).")
+    data: Literal["round", "all"] = Field("all", description="Train on all rounds' pairs so far, or on this round's only.")
+    precompute_ref_log_probs: bool = Field(
+        True, description="Compute the reference model's log-probs once before training (no reference model in memory)."
+    )
+    lora_r: int = Field(0, ge=0, description="LoRA rank (0 = full fine-tune).")
+    checkpoint_steps: int = Field(
+        50, ge=0, description="Trainer checkpoint every N steps; a killed run resumes from the last one (0 = none)."
+    )
 
 
 class BestOfNConfig(Section):
@@ -135,11 +184,38 @@ class BestOfNConfig(Section):
     )
 
 
+class PPOConfig(Section):
+    episodes: int = Field(1024, ge=1, description="Completions sampled over the whole PPO run.")
+    batch_size: int = Field(64, ge=1, description="Prompts per rollout (per process).")
+    mini_batch_size: int = Field(16, ge=1, description="Rollouts per optimiser step.")
+    ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout batch.")
+    learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate (policy and value model).")
+    kl_coef: float = Field(0.05, ge=0, description="Initial weight of the per-token KL penalty to the reference.")
+    adaptive_kl: bool = Field(True, description="Adapt the KL weight toward `target_kl` (Ziegler et al.).")
+    target_kl: float = Field(6.0, gt=0, description="Target KL to the reference, nats per completion.")
+    gamma: float = Field(1.0, gt=0, le=1, description="Discount.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    cliprange: float = Field(0.2, gt=0, description="Policy ratio clip range.")
+    cliprange_value: float = Field(0.2, gt=0, description="Value clip range.")
+    vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss.")
+    whiten_rewards: bool = Field(False, description="Whiten the per-token rewards of each batch (scale-free rewards).")
+    missing_eos_penalty: float | None = Field(
+        1.0, description="Subtracted from the score of a completion that never ended (null = no penalty)."
+    )
+    lora_r: int = Field(0, ge=0, description="LoRA rank (0 = full fine-tune); the reference is then the adapter-free policy.")
+    checkpoint_steps: int = Field(4, ge=0, description="Checkpoint every N updates; a killed run resumes from the last one (0 = none).")
+    reward_url: str | None = Field(
+        None, description="Score rollouts through the reward API at this URL (token from RLHF_REWARD_TOKEN) "
+        "instead of the local reward models."
+    )
+
+
 class PolicyConfig(Section):
     methods: list[Literal["dpo", "best_of_n", "ppo"]] = Field(
         ["best_of_n", "dpo"], min_length=1, description="Methods run each round; each yields a candidate policy."
     )
     dpo: DPOConfig = DPOConfig()
+    ppo: PPOConfig = PPOConfig()
     best_of_n: BestOfNConfig = BestOfNConfig()
 
     @field_validator("methods")
@@ -147,9 +223,14 @@ class PolicyConfig(Section):
     def _no_repeats(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("methods must not repeat")
-        if "ppo" in v:
-            raise ValueError("ppo is not available yet; use dpo and/or best_of_n")
         return v
+
+
+class JudgeConfig(OpenAIConfig):
+    """An LLM judge behind any OpenAI-compatible server (the `openai` generation backend's client)."""
+
+    enabled: bool = Field(False, description="Ask an LLM judge which of two responses is more helpful.")
+    max_pairs: int = Field(200, ge=1, description="Eval pairs judged per candidate policy (each asked in both orders).")
 
 
 class EvalConfig(Section):
@@ -158,6 +239,19 @@ class EvalConfig(Section):
         1.0, ge=0.0, description="Eval sampling temperature: 1.0 measures the policy as it samples; 0 = greedy."
     )
     samples: int = Field(4, ge=1, description="Completions per eval prompt (rates are over all of them).")
+    suites: list[str] = Field(
+        ["heldout", "harmful", "over_refusal", "helpful"], min_length=1,
+        description="Eval suites: `heldout` (the workspace's eval prompts), a name from the project's "
+        "`evals/suites/`, or a workspace JSONL file (`path/x.jsonl`).",
+    )
+    safety_threshold: float | None = Field(
+        None, description="A completion to a harmful request whose safety reward falls below this also counts "
+        "as a violation (null = the suite's check alone).",
+    )
+    rating_bootstrap: int = Field(
+        200, ge=0, description="Bootstrap resamples for the leaderboard's rating intervals (0 = no intervals)."
+    )
+    judge: JudgeConfig = JudgeConfig()
 
 
 class DemoConfig(Section):
@@ -192,19 +286,24 @@ class Config(Section):
             "safety_violation_rate <= incumbent",
             "over_refusal_rate <= incumbent",
         ],
-        description="Checks a candidate policy must pass to be promoted: `metric OP value` or `metric OP incumbent [+-] x`.",
+        description="Checks a candidate policy must pass to be promoted: `metric OP value` or `metric OP incumbent [+-*] x`, on the metrics listed under Evals.",
     )
     demo: DemoConfig = DemoConfig()
 
     @field_validator("gates")
     @classmethod
     def _gates_parse(cls, v: list[str]) -> list[str]:
+        parsed = []
         for i, expr in enumerate(v):
             try:
-                parse_gate(expr)
+                parsed.append(parse_gate(expr))
             except ValueError as err:
                 # The message quotes the expression; the index finds it in a long list.
                 raise ValueError(f"gates[{i}]: {err}") from None
+        for i, gate in enumerate(parsed):
+            why = unknown_metric(gate.metric)
+            if why:
+                raise ValueError(f"gates[{i}]: gate {gate.source!r}: {why}")
         return v
 
 

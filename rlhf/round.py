@@ -7,7 +7,9 @@ temporary names, renames them into place, and records them in the store in the s
 transaction that marks the stage done; so a process killed anywhere leaves either the
 old state or the new one, and running the command again continues from the first stage
 not done. Stages can run in their own process (`python -m rlhf.stage NAME --iter N`) so
-that accelerator memory is released between them.
+that accelerator memory is released between them, and training stages under a launcher
+(`round.launcher`: `accelerate launch ... -m rlhf.stage NAME`) so that N processes train
+together; then only the main process writes the store and publishes artifacts.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from rich.console import Console
 
 from rlhf import store as st
 from rlhf.config import STAGES, Config
+from rlhf.distributed import is_main_process, main_process_first
 from rlhf.errors import UserError
+from rlhf.launcher import prefix as launch_prefix
+from rlhf.launcher import stage_command
 from rlhf.store import Store
 from rlhf.workspace import Workspace, sweep_temporaries
 
@@ -130,8 +135,14 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
         check_stage(name)
     store = Store.open(st.database_url(ws.db_path))
     try:
-        round_id, incumbent_id = open_round(ws, cfg, store, iteration)
-        sweep_temporaries(ws.root)
+        if cfg.round.launcher.stages and not only:
+            launch_prefix(cfg.round.launcher, ws.root)  # a bad launcher setting fails before any work
+        # Under a distributed launch (a stage run by N processes) the main process creates the
+        # round and sweeps old temporaries before the others look; only it writes the store.
+        with main_process_first():
+            round_id, incumbent_id = open_round(ws, cfg, store, iteration)
+            if is_main_process():
+                sweep_temporaries(ws.root)
         ctx = StageContext(ws, cfg, store, iteration, round_id, incumbent_id, annotator, overrides)
         if redo:
             # Redoing a stage invalidates everything after it.
@@ -144,19 +155,21 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
         stages = [only] if only else list(STAGES)
         results: dict[str, Any] = {}
         for name in stages:
-            with store.session() as s:
+            with store.session(readonly=not is_main_process()) as s:
                 if st.stage_done(s, round_id, name):
                     continue
-                rnd = st.get_round(s, iteration)
-                rnd.current_stage, rnd.status = name, "running"
+                if is_main_process():
+                    rnd = st.get_round(s, iteration)
+                    rnd.current_stage, rnd.status = name, "running"
             # A stage run in a child process is announced by the parent only.
             announce = not only
             if announce:
                 console.print(f"[bold cyan]round {iteration}[/] ▶ {name}")
             started = time.monotonic()
-            isolate = cfg.round.isolate_stages or (name == "generate" and cfg.round.isolate_generate)
+            isolate = (cfg.round.isolate_stages or name in cfg.round.launcher.stages
+                       or (name == "generate" and cfg.round.isolate_generate))
             if isolate and not only:
-                _run_in_subprocess(ws, name, iteration, annotator, overrides)
+                _run_in_subprocess(stage_command(cfg.round.launcher, ws.root, name, iteration, annotator, overrides))
             else:
                 results[name] = _stage_functions()[name](ctx)
             if announce:
@@ -166,11 +179,7 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
         store.dispose()
 
 
-def _run_in_subprocess(ws: Workspace, name: str, iteration: int, annotator: str, overrides: list[str]) -> None:
-    cmd = [sys.executable, "-m", "rlhf.stage", name, "--iter", str(iteration), "--workspace", str(ws.root),
-           "--annotator", annotator]
-    for o in overrides:
-        cmd += ["--set", o]
+def _run_in_subprocess(cmd: list[str]) -> None:
     code = subprocess.call(cmd)
     if code < 0:
         # The stage died of a signal: die of the same one, so callers see what happened.

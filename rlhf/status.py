@@ -11,11 +11,13 @@ from sqlalchemy import select
 from rlhf import schema
 from rlhf import store as st
 from rlhf.config import STAGES
+from rlhf.results import first_metrics, gate_of
 from rlhf.workspace import Workspace
 
-SHOWN = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "mean_length")
+SHOWN = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "kl",
+         "mean_length")
 LABELS = {"helpful_accuracy": "helpful ↑", "safety_violation_rate": "unsafe ↓", "over_refusal_rate": "over-refusal ↓",
-          "win_rate_vs_incumbent": "win vs incumbent", "mean_length": "tokens"}
+          "win_rate_vs_incumbent": "win vs incumbent", "kl": "KL ↓", "mean_length": "tokens"}
 
 
 def collect(ws: Workspace) -> dict[str, Any]:
@@ -33,11 +35,10 @@ def collect(ws: Workspace) -> dict[str, Any]:
                 })
             models = []
             for m in s.scalars(select(schema.Model).order_by(schema.Model.id)):
-                metrics = dict(s.execute(select(schema.EvalResult.metric, schema.EvalResult.value)
-                                         .where(schema.EvalResult.model_id == m.id)
-                                         .order_by(schema.EvalResult.round_id)).all())
+                # The same numbers as the leaderboard: the policy's first evaluation, pooled over suites.
+                _, metrics, _ = first_metrics(s, m.id)
                 models.append({"name": m.name, "kind": m.kind, "status": m.status, "round": m.round_iter,
-                               "method": m.method, "path": m.path, "eval": metrics})
+                               "method": m.method, "path": m.path, "eval": metrics, "gate": gate_of(s, m.id)})
             incumbent = st.promoted_policy(s)
             return {"workspace": str(ws.root), "database": store.url, "rounds": rounds, "models": models,
                     "incumbent": incumbent.name if incumbent else None}
@@ -76,12 +77,21 @@ def render(info: dict[str, Any], console: Console) -> None:
     t.add_column("name", no_wrap=True)
     for c in ("status", "method", *(LABELS[k] for k in SHOWN)):
         t.add_column(c)
+    gated = []
     for m in info["models"]:
         if m["kind"] not in ("sft", "policy"):
             continue
         t.add_row(m["name"], m["status"], m["method"] or m["kind"],
                   *(f"{m['eval'][k]:.3f}" if k in m["eval"] else "" for k in SHOWN))
+        if m.get("gate"):
+            gated.append(m)
     console.print(t)
+    for m in gated:
+        # Every check with its value and threshold: which one failed, and by how much.
+        console.print(f"[bold]gate {m['name']}[/]: {m['gate']['decision']} ({m['gate']['reason']})")
+        for c in m["gate"]["checks"]:
+            mark = "[green]pass[/]" if c.get("passed") else "[red]FAIL[/]"
+            console.print(f"  {mark} {c.get('gate')}: {c.get('reason')}", markup=True, highlight=False)
     rms = [m for m in info["models"] if m["kind"] == "reward"]
     if rms:
         t = Table(title="reward models (held-out)")

@@ -6,6 +6,7 @@ TRL defaults to bf16 and activation checkpointing; on CPU both cost more than th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -24,9 +25,31 @@ def cpu_safe_args(seed: int, log_dir: str | None) -> dict[str, Any]:
         "fp16": False,
         "gradient_checkpointing": False,
         "dataloader_num_workers": 0,
+        # Every parameter takes part in every forward pass: spare DDP its extra graph traversal.
+        "ddp_find_unused_parameters": False,
         "report_to": ["tensorboard"] if log_dir else "none",
         "output_dir": log_dir or tempfile.mkdtemp(prefix="rlhf-trainer-"),
         "logging_steps": 10,
         "save_strategy": "no",
         "disable_tqdm": False,
     }
+
+
+def save_trained(trainer, tokenizer, out_dir, merge_lora: bool = False):
+    """Save the trained model to `out_dir` as safetensors and return it.
+
+    Every process of a distributed run calls this: under DeepSpeed ZeRO-3 or FSDP the
+    trainer gathers the sharded weights (a collective), and only the main process writes.
+    LoRA adapters are merged so that the saved model loads without peft.
+    """
+    if not merge_lora:
+        trainer.save_model(str(out_dir))
+        tokenizer.save_pretrained(out_dir)
+        # The trainer pickles its arguments beside the weights; a model folder holds no pickle.
+        (Path(out_dir) / "training_args.bin").unlink(missing_ok=True)
+        return trainer.model
+    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    if trainer.accelerator.is_main_process:
+        merged.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+    return merged

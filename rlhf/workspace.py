@@ -4,7 +4,8 @@
 
 Everything a round reads or writes lives here. Artifacts are written under a temporary
 name and renamed into place (`atomic_dir`, `atomic_file`), so a crash leaves either the
-old state or the new one.
+old state or the new one. Under a distributed launch only the main process renames; the
+other processes' temporaries are discarded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf import config as config_mod
+from rlhf.distributed import is_main_process
 from rlhf.errors import UserError
 
 
@@ -90,9 +92,11 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        # In a distributed launch every process runs the stage; only the main one publishes.
+        if is_main_process():
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -104,6 +108,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     try:
         yield tmp
-        os.replace(tmp, final)
+        if is_main_process():
+            os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -201,3 +201,15 @@ def round_factory() -> Callable[..., int]:
 
 
 # ================================ end of store fixtures ===============================
+
+
+# =====================================================================================
+# A real argilla-server 2.8 (its own venv) with Redis and the SQLite test search engine,
+# shared by the Argilla bridge's tests and the round that trains on Argilla judgments.
+# =====================================================================================
+@pytest.fixture(scope="session")
+def argilla_server(tmp_path_factory: pytest.TempPathFactory):
+    from tests.annotation.argilla_server import running_server
+
+    with running_server(tmp_path_factory.mktemp("argilla")) as server:
+        yield server

@@ -4,34 +4,35 @@ from __future__ import annotations
 
 import json
 
+from rich.console import Console
 from sqlalchemy import delete, select
 
-from evals.gates import choose, evaluate_gates
+from evals.gates import choose, evaluate_gates, failure_text
 from rlhf import schema
 from rlhf import store as st
+from rlhf.results import round_metrics
 from rlhf.stages import leaderboard
 from rlhf.stages.common import complete
 from rlhf.workspace import atomic_file
 
 # Among candidates that pass every gate, the one the helpfulness reward model prefers most.
 RANK_BY = "win_rate_vs_incumbent"
-
-
-def _metrics(s, round_id: int, model_id: int) -> dict[str, float]:
-    q = select(schema.EvalResult.metric, schema.EvalResult.value).where(
-        schema.EvalResult.round_id == round_id, schema.EvalResult.model_id == model_id)
-    return dict(s.execute(q).all())
+console = Console(stderr=True)
 
 
 def run(ctx) -> dict:
     with ctx.store.session() as s:
         cands = list(s.scalars(select(schema.Model).where(schema.Model.kind == "policy",
                                                            schema.Model.round_iter == ctx.iter)))
-        incumbent = _metrics(s, ctx.round_id, ctx.incumbent_id)
-        checks = {m.name: evaluate_gates(ctx.cfg.gates, _metrics(s, ctx.round_id, m.id), incumbent) for m in cands}
-        scores = {m.name: _metrics(s, ctx.round_id, m.id).get(RANK_BY, float("nan")) for m in cands}
+        incumbent = round_metrics(s, ctx.round_id, ctx.incumbent_id)
+        checks = {m.name: evaluate_gates(ctx.cfg.gates, round_metrics(s, ctx.round_id, m.id), incumbent) for m in cands}
+        scores = {m.name: round_metrics(s, ctx.round_id, m.id).get(RANK_BY, float("nan")) for m in cands}
         ids = {m.name: m.id for m in cands}
     winner, reason = choose(checks, scores)
+    for name, cs in checks.items():
+        for c in cs:
+            console.print(f"  gate {name}: {'pass' if c.passed else 'FAIL'} {c.reason}")
+    console.print(f"  {reason}")
     decision = {"promoted": winner, "reason": reason,
                 "checks": {n: [c.to_dict() for c in cs] for n, cs in checks.items()}}
     path = ctx.dir / "gate.json"
@@ -42,14 +43,16 @@ def run(ctx) -> dict:
         s.execute(delete(schema.GateDecision).where(schema.GateDecision.round_id == ctx.round_id))
         for name, cs in checks.items():
             ok = name == winner
+            failed = [failure_text(c) for c in cs if not c.passed]
+            why = reason if ok else (f"passed over for {winner}" if winner else "kept incumbent") + (
+                "; failed " + ", ".join(failed) if failed else "")
             s.add(schema.GateDecision(round_id=ctx.round_id, model_id=ids[name], checks=[c.to_dict() for c in cs],
-                                      decision="promote" if ok else "reject",
-                                      reason=reason if ok or winner is None else f"passed over for {winner}; "
-                                      + "; ".join(c.reason for c in cs if not c.passed)))
+                                      decision="promote" if ok else "reject", reason=why))
             s.get(schema.Model, ids[name]).status = "promoted" if ok else "rejected"
         rnd = st.get_round(s, ctx.iter)
         rnd.status, rnd.current_stage, rnd.finished_at = "complete", None, schema.utcnow()
 
     complete(ctx, "gate", decision, [("gate", path)], record)
-    page = leaderboard.build(ctx.store, ctx.ws.leaderboard_dir, f"{ctx.cfg.project}: leaderboard")
+    page = leaderboard.build(ctx.store, ctx.ws.leaderboard_dir, f"{ctx.cfg.project}: leaderboard",
+                             ctx.cfg.evals.rating_bootstrap, ctx.cfg.seed)
     return {**decision, "leaderboard": str(page)}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 from sqlalchemy import select
 
+from policy import ppo as ppo_algo
 from policy.best_of_n import BestOfNRunConfig, select_best, train_best_of_n
 from policy.dpo import DPORunConfig, train_dpo
 from reward.pairs import as_trl_rows, to_pairs
-from reward.score import score
 from rlhf import schema
 from rlhf import store as st
-from rlhf.reward_rule import combine
+from rlhf.checkpoints import clear as clear_checkpoints
+from rlhf.distributed import broadcast, is_main_process
 from rlhf.round import failpoint
 from rlhf.stages.common import (
     complete,
@@ -25,6 +28,7 @@ from rlhf.stages.common import (
 )
 from rlhf.stages.reward import judged_tasks
 from rlhf.stages.sampling import round_params, sample
+from rlhf.stages.scoring import NoRewardModel, reward_fn
 from rlhf.types import Completion, PromptRow
 from rlhf.workspace import atomic_dir
 
@@ -39,23 +43,30 @@ def policy_name(ctx, method: str) -> str:
 
 def rewards(ctx, rows: list[PromptRow], completions: list[Completion]) -> list[float]:
     """Llama 2's combined reward from this round's helpfulness and safety models."""
+    try:
+        score_fn = reward_fn(ctx)
+    except NoRewardModel as why:
+        raise MethodSkipped(str(why)) from None
     by_id = {r.id: r for r in rows}
-    items = [(by_id[c.prompt_id].messages, c.text) for c in completions]
-    scores = {}
-    for head in ("helpful", "safety"):
-        m = latest_models(ctx, "reward", f"rm-{head}")
-        if m is not None:
-            model, tok = load_rm(ctx, m.path)
-            scores[head] = score(model, tok, items, max_length=ctx.cfg.reward.max_length)
-    if "helpful" not in scores:
-        raise MethodSkipped("no helpfulness reward model this round (too few preference pairs)")
-    safety = scores.get("safety", scores["helpful"])
-    threshold = ctx.cfg.reward.safety_threshold
-    return [combine(h, s, by_id[c.prompt_id].tags, threshold)
-            for h, s, c in zip(scores["helpful"], safety, completions, strict=True)]
+    return score_fn([by_id[c.prompt_id] for c in completions], [c.text for c in completions])
 
 
 def best_of_n(ctx, incumbent, out_dir) -> dict:
+    c = ctx.cfg.policy.best_of_n
+    # Sampling and scoring are not sharded: under a launcher the main process selects and
+    # hands every process the same rows (independent sampling could diverge).
+    outcome = _select_for_best_of_n(ctx, incumbent) if is_main_process() else None
+    selected = broadcast(outcome)
+    if isinstance(selected, str):
+        raise MethodSkipped(selected)
+    model, tok = load_policy(ctx, incumbent.path)
+    run_cfg = BestOfNRunConfig(learning_rate=c.learning_rate, epochs=c.epochs, batch_size=c.batch_size,
+                               seed=ctx.cfg.seed, log_dir=ctx.log_dir("best_of_n"))
+    return train_best_of_n(model, tok, selected, out_dir, run_cfg)
+
+
+def _select_for_best_of_n(ctx, incumbent) -> list[dict] | str:
+    """The selected conversations, or why the method is skipped."""
     c = ctx.cfg.policy.best_of_n
     g = ctx.cfg.generation
     with ctx.store.session() as s:
@@ -68,12 +79,11 @@ def best_of_n(ctx, incumbent, out_dir) -> dict:
         more = _extra_prompts(ctx, rows, c.fresh_prompts)
         cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed("best_of_n")), "best-of-n samples")
         rows = rows + more
-    rs = rewards(ctx, rows, cands)
-    selected = select_best(rows, cands, rs, c.min_reward_gap)
-    model, tok = load_policy(ctx, incumbent.path)
-    run_cfg = BestOfNRunConfig(learning_rate=c.learning_rate, epochs=c.epochs, batch_size=c.batch_size,
-                               seed=ctx.cfg.seed, log_dir=ctx.log_dir("best_of_n"))
-    return train_best_of_n(model, tok, selected, out_dir, run_cfg)
+    try:
+        rs = rewards(ctx, rows, cands)
+    except MethodSkipped as why:
+        return str(why)
+    return select_best(rows, cands, rs, c.min_reward_gap)
 
 
 def _extra_prompts(ctx, used: list[PromptRow], count: int) -> list[PromptRow]:
@@ -85,7 +95,10 @@ def _extra_prompts(ctx, used: list[PromptRow], count: int) -> list[PromptRow]:
 
 def dpo(ctx, incumbent, out_dir) -> dict:
     c = ctx.cfg.policy.dpo
-    pairs = to_pairs(judged_tasks(ctx.store, ctx.iter)).helpful
+    tasks = judged_tasks(ctx.store, ctx.iter)
+    if c.data == "round":
+        tasks = [t for t in tasks if t.judgment.task_id in _round_task_ids(ctx)]
+    pairs = to_pairs(tasks).helpful
     if not pairs:
         raise MethodSkipped("no preference pairs (every ranking was a tie)")
     model, tok = load_policy(ctx, incumbent.path)
@@ -94,13 +107,64 @@ def dpo(ctx, incumbent, out_dir) -> dict:
     if c.sft_weight:
         losses, weights = [*losses, "sft"], [*weights, c.sft_weight]
     run_cfg = DPORunConfig(beta=c.beta, loss_type=losses, loss_weights=weights, learning_rate=c.learning_rate,
-                           epochs=c.epochs,
-                           batch_size=c.batch_size, max_length=ctx.cfg.reward.max_length, seed=ctx.cfg.seed,
-                           log_dir=ctx.log_dir("dpo"))
-    return train_dpo(model, tok, as_trl_rows(pairs, with_margin=False), out_dir, run_cfg)
+                           epochs=c.epochs, batch_size=c.batch_size, max_length=ctx.cfg.reward.max_length,
+                           precompute_ref_log_probs=c.precompute_ref_log_probs, lora_r=c.lora_r,
+                           checkpoint_steps=c.checkpoint_steps, seed=ctx.cfg.seed, log_dir=ctx.log_dir("dpo"),
+                           checkpoint_dir=ctx.log_dir("dpo"))
+    return train_dpo(model, tok, as_trl_rows(pairs, with_margin=False), out_dir, run_cfg,
+                     on_checkpoint=lambda _step: failpoint("policy:dpo:checkpoint"))
 
 
-METHODS = {"best_of_n": best_of_n, "dpo": dpo}
+def _round_task_ids(ctx) -> set[int]:
+    with ctx.store.session() as s:
+        return set(s.scalars(select(schema.Task.id).where(schema.Task.round_id == ctx.round_id)))
+
+
+def ppo(ctx, incumbent, out_dir) -> dict:
+    """PPO against the round's reward models (or the reward API) on the training prompts."""
+    c = ctx.cfg.policy.ppo
+    try:
+        score_fn = reward_fn(ctx, url=c.reward_url)
+    except NoRewardModel as why:
+        raise MethodSkipped(str(why)) from None
+    model, tok = load_policy(ctx, incumbent.path)
+    # The value model starts from the helpfulness reward model: it already knows what scores well.
+    value_model, _ = load_rm(ctx, latest_models(ctx, "reward", "rm-helpful").path)
+    g = ctx.cfg.generation
+    run_cfg = ppo_algo.PPOConfig(
+        total_episodes=c.episodes, batch_size=c.batch_size, mini_batch_size=c.mini_batch_size,
+        ppo_epochs=c.ppo_epochs, learning_rate=c.learning_rate, max_new_tokens=g.max_new_tokens,
+        temperature=g.temperature or 1.0, top_p=g.top_p, gamma=c.gamma, lam=c.lam, cliprange=c.cliprange,
+        cliprange_value=c.cliprange_value, vf_coef=c.vf_coef, kl_coef=c.kl_coef, adaptive_kl=c.adaptive_kl,
+        target_kl=c.target_kl, whiten_rewards=c.whiten_rewards, missing_eos_penalty=c.missing_eos_penalty,
+        lora_r=c.lora_r, checkpoint_steps=c.checkpoint_steps, seed=ctx.cfg.seed, log_dir=ctx.log_dir("ppo"),
+        checkpoint_dir=ctx.log_dir("ppo"))
+    return ppo_algo.train_ppo(model, tok, value_model, prompts(ctx, "train"), score_fn, out_dir, run_cfg,
+                              on_checkpoint=lambda _step: failpoint("policy:ppo:checkpoint"))
+
+
+METHODS = {"best_of_n": best_of_n, "dpo": dpo, "ppo": ppo}
+
+
+def _data_of(ctx, method: str, result: dict) -> dict:
+    """What a candidate was trained on, for its lineage."""
+    counts = {k: result[k] for k in ("pairs", "selected", "episodes") if k in result}
+    if method == "dpo":
+        rounds = [ctx.iter] if ctx.cfg.policy.dpo.data == "round" else list(range(1, ctx.iter + 1))
+        return {"preferences_of_rounds": rounds, **counts}
+    if method == "ppo":
+        return {"prompts": "train split", "reward": ctx.cfg.policy.ppo.reward_url or "local reward models", **counts}
+    return {"prompts": f"round {ctx.iter} + {ctx.cfg.policy.best_of_n.fresh_prompts} fresh", **counts}
+
+
+SUMMARY = "training_summary.json"  # beside the weights: how the candidate was trained (steps, resumes)
+
+
+def _read_summary(folder: Path) -> dict:
+    try:
+        return json.loads((folder / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def run(ctx) -> dict:
@@ -111,11 +175,13 @@ def run(ctx) -> dict:
         final = ctx.ws.model_path(name)
         if final.exists():
             # Renamed into place only when complete: a rerun after a crash keeps it.
-            results[method] = {"reused": True}
+            results[method] = {"reused": True, **_read_summary(final)}
             continue
         try:
             with atomic_dir(final) as tmp:
                 results[method] = METHODS[method](ctx, incumbent, tmp)
+                if is_main_process():
+                    (tmp / SUMMARY).write_text(json.dumps(results[method], default=str))
         except MethodSkipped as why:
             results[method] = {"skipped": str(why)}
         failpoint(f"policy:{method}")
@@ -130,8 +196,12 @@ def run(ctx) -> dict:
             st.register_model(s, name, "policy", f"models/{name}", parent_id=incumbent.id, round_iter=ctx.iter,
                               method=method, status="candidate",
                               lineage={"parent": incumbent.name, "reward_models": rms,
+                                       "data": _data_of(ctx, method, results[method]),
                                        "config": getattr(ctx.cfg.policy, method).model_dump(mode="json")})
 
     complete(ctx, "policy", results,
              [("policy", ctx.ws.model_path(policy_name(ctx, m))) for m in produced], register)
+    if is_main_process():  # after its commit; another process clearing them could race it
+        for method in ("dpo", "ppo"):
+            clear_checkpoints(Path(ctx.log_dir(method)))
     return results

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from reward.checkpoints import clear as clear_checkpoints
 from reward.pairs import JudgedTask, PairSet, split, to_pairs
 from reward.train import RewardRunConfig, train_reward_model
 from rlhf import schema
 from rlhf import store as st
+from rlhf.checkpoints import clear as clear_checkpoints
+from rlhf.distributed import is_main_process
 from rlhf.records import prompt_row
 from rlhf.round import failpoint
 from rlhf.stages.common import complete, load_policy, model_row
@@ -82,6 +83,7 @@ def run(ctx) -> dict:
     summary["ties_excluded"] = pairs.ties
     complete(ctx, "reward", summary,
              [("reward_report", path)] + [("reward_model", ctx.ws.model_path(n)) for _, n, _ in trained], register)
-    for _, name, _ in trained:
-        clear_checkpoints(Path(ctx.log_dir(name)))
+    if is_main_process():  # after its commit; another process clearing them could race it
+        for _, name, _ in trained:
+            clear_checkpoints(Path(ctx.log_dir(name)))
     return summary

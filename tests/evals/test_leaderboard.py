@@ -311,3 +311,49 @@ def test_header_click_sorts_rows(tmp_path: Path) -> None:
     assert desc == list(reversed(asc))
     assert kl[0] == "policy-iter-002-dpo"  # the only row with kl; rows without it go last
     assert names == sorted(names)
+
+
+def rated_rows() -> list[dict[str, Any]]:
+    data = rows()
+    data[0]["ratings"] = {"reward_model": {"rating": 1000.0, "lo": 1000.0, "hi": 1000.0, "matches": 40}, "human": None}
+    data[2]["ratings"] = {"reward_model": {"rating": 1061.4, "lo": 1020.2, "hi": 1100.9, "matches": 40},
+                          "human": {"rating": 990.0, "lo": None, "hi": None, "matches": 3}}
+    data[2]["metrics"]["kl"] = 0.4
+    data[2]["metrics"]["reward_helpful_mean"] = 0.8
+    data[3]["metrics"]["reward_helpful_mean"] = EVIL_SCRIPT  # not a number: no dot
+    return data
+
+
+RMS = [{"name": "rm-helpful-iter-001", "round": 1, "head": "helpful", "accuracy": 0.8125, "ece": 0.07,
+        "train_pairs": 120, "test_pairs": 32, "mean_score": 0.01},
+       {"name": EVIL_IMG, "round": 1, "head": "safety", "accuracy": None, "ece": None}]  # fmt: skip
+
+
+def test_rating_columns_with_intervals_and_sources(tmp_path: Path) -> None:
+    _, page = write(tmp_path, rated_rows(), rating_sources={"reward_model": "RM matches", "human": "people"})
+    assert page.head[5:7] == ["Rating (RM)", "Rating (human)"]
+    by_name = {r[1].replace("● current", "").strip(): r for r in page.rows}
+    assert by_name["policy-iter-001-best_of_n"][5] == "1061 (1020–1101)"
+    assert by_name["policy-iter-001-best_of_n"][6] == "990"  # no interval without resamples
+    assert by_name["sft"][5] == "1000 (1000–1000)" and by_name["sft"][6] == "—"
+    assert by_name["policy-iter-001-dpo"][5] == "—"
+    text = (tmp_path / "leaderboard" / "index.html").read_text()
+    assert "Rating (RM) from RM matches; Rating (human) from people" in text
+    # Without ratings in any row there are no rating columns (the older tests' layout).
+    _, page = write(tmp_path, rows())
+    assert "Rating (RM)" not in page.head
+
+
+def test_reward_model_section_and_reward_against_kl(tmp_path: Path) -> None:
+    text, page = write(tmp_path, rated_rows(), reward_models=RMS)
+    assert "<h2>Reward models</h2>" in text
+    assert "&lt;img src=http://127.0.0.2:9/x.png&gt;" in text and "<img" not in text
+    section = text.split('<table id="reward-models">', 1)[1].split("</table>", 1)[0]
+    assert "rm-helpful-iter-001" in section and "0.8125" in section and "0.07" in section
+    labels = [a.get("aria-label") for t, a in page.tags if t == "svg"]
+    assert "reward_helpful_mean against kl" in labels
+    scatter = text.split('aria-label="reward_helpful_mean against kl"', 1)[1].split("</svg>", 1)[0]
+    # Only the policy with both numbers gets a dot.
+    assert scatter.count("<circle") == 1 and "policy-iter-001-best_of_n (round 1)" in scatter
+    saved = json.loads((tmp_path / "leaderboard" / "leaderboard.json").read_text())
+    assert saved == rated_rows()

@@ -2,7 +2,7 @@
 
 import json
 
-from reward import checkpoints
+from rlhf import checkpoints
 from rlhf.types import PreferencePair
 
 

@@ -1,10 +1,11 @@
-"""Trainer checkpoints that a killed reward-model run resumes from.
+"""Training checkpoints that a killed run (reward model, DPO, PPO) resumes from.
 
 The Hugging Face Trainer writes `checkpoint-N/` folders non-atomically; it writes
 `trainer_state.json` last, so a folder with a readable one is complete and anything newer
-is the remains of a save that was killed. A fingerprint of the training inputs sits beside
-the checkpoints: a run with other pairs, another base model or other settings starts over
-instead of resuming someone else's optimisation.
+is the remains of a save that was killed (PPO's own loop follows the same convention).
+A fingerprint of the training inputs sits beside the checkpoints: a run with other data,
+another base model or other settings starts over instead of resuming someone else's
+optimisation.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ import hashlib
 import json
 import re
 import shutil
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
-
-from rlhf.types import PreferencePair
 
 FINGERPRINT = "resume-inputs.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def fingerprint(base: str, pairs: list[PreferencePair], settings: dict[str, Any]) -> str:
+def fingerprint(base: str, items: Iterable[Any], settings: dict[str, Any]) -> str:
+    """A hash of the base model, the training items (dataclasses or JSON values) and the settings."""
     h = hashlib.sha256()
     h.update(json.dumps({"base": base, "settings": settings}, sort_keys=True, default=str).encode())
-    for p in pairs:
-        h.update(json.dumps([p.prompt, p.chosen, p.rejected, p.margin], sort_keys=True).encode())
+    for item in items:
+        value = asdict(item) if is_dataclass(item) else item
+        h.update(json.dumps(value, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
@@ -79,3 +81,31 @@ def prepare(folder: Path, key: str) -> tuple[Path | None, int]:
 def settings_of(cfg) -> dict[str, Any]:
     """The run settings that change the result (not where logs and checkpoints go)."""
     return {k: v for k, v in asdict(cfg).items() if k not in ("log_dir", "checkpoint_dir")}
+
+
+def trainer_resume(folder: str | None, steps: int, key: str) -> tuple[dict[str, Any], Path | None, int]:
+    """Trainer arguments that checkpoint into `folder` every `steps`, the checkpoint to resume from, its step.
+
+    With no folder or `steps` 0: no checkpoints, nothing to resume.
+    """
+    if not folder or not steps:
+        return {}, None, 0
+    from rlhf.distributed import main_process_first
+
+    # Several processes (accelerate launch): the main one discards stale checkpoints first.
+    with main_process_first():
+        resume, step = prepare(Path(folder), key)
+    # Two kept: the newest may be mid-rotation when the process dies.
+    args = {"output_dir": str(folder), "save_strategy": "steps", "save_steps": steps, "save_total_limit": 2}
+    return args, resume, step
+
+
+def on_save(hook: Callable[[int], None]):
+    """A Trainer callback calling `hook(step)` after each complete checkpoint (crash tests kill there)."""
+    from transformers import TrainerCallback
+
+    class OnSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            hook(state.global_step)
+
+    return OnSave()

@@ -1,0 +1,73 @@
+"""Argilla answers -> judgments, and the test search engine's query evaluator (no server needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from annotation.argilla.dataset import judgment, task_of
+from rlhf.errors import UserError
+
+# The engine's folder is code for argilla-server's venv, not a package of this project: load the file.
+_spec = importlib.util.spec_from_file_location("es_queries", Path(__file__).parent / "argilla_engine" / "es_queries.py")
+es_queries = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(es_queries)
+
+ORDER = [30, 10, 20]  # A, B, C in the task's display order
+
+
+def test_equal_ranks_are_a_tie_and_letters_map_through_the_display_order() -> None:
+    values = {"ranking": {"value": [{"value": "C", "rank": 2}, {"value": "A", "rank": 1}, {"value": "B", "rank": 1}]},
+              "unsafe": {"value": ["C"]}, "rationale": {"value": "  close call "}}
+    j = judgment(7, "alice", ORDER, values)
+    assert (j.task_id, j.annotator, j.ranking, j.unsafe, j.rationale) == (7, "alice", [[10, 30], [20]], (20,), "close call")
+    assert judgment(7, "bob", ORDER, {"ranking": {"value": []}}).ranking == []  # queue.submit rejects it later
+
+
+@pytest.mark.parametrize("values", [
+    {"ranking": {"value": [{"value": "D", "rank": 1}]}},
+    {"ranking": {"value": [{"value": "A"}]}},
+    {"ranking": {"value": [{"value": "A", "rank": 1}]}, "unsafe": {"value": ["Z"]}},
+])
+def test_answers_naming_unknown_candidates_or_without_ranks_are_refused(values) -> None:
+    with pytest.raises(UserError, match="task 7"):
+        judgment(7, "alice", ORDER, values)
+
+
+def test_record_ids() -> None:
+    assert task_of("task-12") == 12
+    assert task_of("12") is None and task_of(None) is None
+
+
+DOCS = [
+    {"id": "r1", "status": "pending", "metadata": {"n": 1}, "fields": {"text": "Red apple"},
+     "responses": [{"user_id": "u1", "status": "draft"}]},
+    {"id": "r2", "status": "completed", "metadata": {"n": 5}, "fields": {"text": "green pear"},
+     "responses": [{"user_id": "u1", "status": "submitted"}, {"user_id": "u2", "status": "submitted"}]},
+    {"id": "r3", "status": "pending", "metadata": {"n": 3}, "fields": {"text": "red pear"}},
+]
+
+
+def ids(query: dict, sort: list | None = None) -> list[str]:
+    return [h["_id"] for h in es_queries.search(DOCS, query, 10, 0, sort, None)["hits"]["hits"]]
+
+
+def test_query_evaluator() -> None:
+    nested = {"nested": {"path": "responses", "query": {"bool": {"must": [
+        {"terms": {"responses.status": ["submitted"]}}, {"terms": {"responses.user_id": ["u1"]}}]}}}}
+    assert ids(nested) == ["r2"]
+    # "pending for u1": no response by u1 (nested objects are matched one at a time)
+    assert ids({"bool": {"must_not": {"term": {"responses.user_id": "u1"}}}}) == ["r3"]
+    assert ids({"range": {"metadata.n": {"gte": 2, "lte": 5}}}) == ["r2", "r3"]
+    assert ids({"simple_query_string": {"query": "red pear", "fields": ["fields.*"]}}) == ["r3"]
+    assert ids({"match_all": {}}, sort=[{"metadata.n": "desc"}]) == ["r2", "r3", "r1"]
+    assert ids({"exists": {"field": "responses"}}) == ["r1", "r2"]
+    aggs = es_queries.search(DOCS, {"match_all": {}}, 0, 0, None, {"s": {"terms": {"field": "status"}},
+                                                                   "c": {"value_count": {"field": "status"}}})
+    assert aggs["hits"]["hits"] == [] and aggs["hits"]["total"]["value"] == 3
+    assert aggs["aggregations"]["s"]["buckets"] == [{"key": "pending", "doc_count": 2}, {"key": "completed", "doc_count": 1}]
+    assert aggs["aggregations"]["c"] == {"value": 3}
+    with pytest.raises(NotImplementedError):
+        ids({"knn": {}})
