@@ -1,5 +1,9 @@
 """The leaderboard: a static page listing every policy of every round, plus its rows as JSON.
 
+A row per policy (round, method, parent, status, ratings with intervals, metrics, gate
+decision with every check), sortable by any column; below it the metrics over rounds and
+reward against KL (`evals.plots`), and the reward models' held-out reports.
+
 The page is one self-contained file (inline CSS, one inline script, inline SVG) so that it
 works opened from disk and can be served as-is by the annotation app. Everything taken
 from the rows (names, metric keys, gate reasons) is untrusted and HTML-escaped; a
@@ -31,7 +35,8 @@ h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:2rem 0 .5rem}
 .wrap{overflow-x:auto;background:#fff;border:1px solid #e5e7eb;border-radius:8px}
 table{border-collapse:collapse;width:100%}
 th,td{padding:.45rem .65rem;border-bottom:1px solid #f0f0f0;text-align:left;vertical-align:top}
-th{background:#f3f4f6;position:sticky;top:0;white-space:nowrap}
+th{background:#f3f4f6;position:sticky;top:0;vertical-align:bottom}
+td.gate{min-width:17rem}
 th button{all:unset;cursor:pointer;font-weight:600}
 th button:focus-visible{outline:2px solid #2563eb}
 th[aria-sort=ascending] button::after{content:" \\25B2";font-size:.7em}
@@ -132,7 +137,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _gate_cell(gate: Any) -> str:
     if not isinstance(gate, Mapping):
-        return '<td data-v="">&mdash;</td>'
+        return '<td class="gate" data-v="">&mdash;</td>'
     decision = esc(gate.get("decision", ""))
     raw = gate.get("checks")
     checks = [c for c in raw if isinstance(c, Mapping)] if isinstance(raw, list) else []
@@ -156,7 +161,7 @@ def _gate_cell(gate: Any) -> str:
             f"<details><summary>{n_ok}/{len(checks)} checks passed</summary>"
             f'<ul class="checks">{"".join(item(c) for c in checks)}</ul></details>'
         )
-    return f'<td data-v="{decision}">{out}</td>'
+    return f'<td class="gate" data-v="{decision}">{out}</td>'
 
 
 RATING_LABELS = {"reward_model": "Rating (RM)", "human": "Rating (human)"}
@@ -184,11 +189,15 @@ def _rating_cell(rating: Any) -> str:
 
 
 def _table(rows: Sequence[Mapping[str, Any]], metrics: list[str], current: int | None, sources: list[str]) -> str:
-    head = [("Round", True), ("Policy", False), ("Method", False), ("Parent", False), ("Status", False)]
+    # The issue's order: who the policy is, what the gate decided, its ratings, then the metrics.
+    head = [("Round", True), ("Policy", False), ("Method", False), ("Parent", False), ("Status", False),
+            ("Gate", False)]
     head += [(RATING_LABELS[s], True) for s in sources]
-    head += [(m, True) for m in metrics] + [("Gate", False)]
+    head += [(m, True) for m in metrics]
+    # Long metric names may break after an underscore (<wbr>), which keeps the table narrow.
     ths = "".join(
-        f'<th scope="col"{" data-num" if numeric else ""}><button type="button">{esc(h)}</button></th>'
+        f'<th scope="col"{" data-num" if numeric else ""}><button type="button">'
+        f'{esc(h).replace("_", "_<wbr>")}</button></th>'
         for h, numeric in head
     )
     body = []
@@ -205,6 +214,7 @@ def _table(rows: Sequence[Mapping[str, Any]], metrics: list[str], current: int |
             f'<td data-v="{STATUS_ORDER.get(status, 9)}{esc(status)}">'
             f'<span class="badge s-{cls}">{esc(status)}</span></td>',
         ]
+        cells.append(_gate_cell(row.get("gate")))
         ratings = row.get("ratings") if isinstance(row.get("ratings"), Mapping) else {}
         cells += [_rating_cell(ratings.get(s)) for s in sources]
         for m in metrics:
@@ -214,7 +224,6 @@ def _table(rows: Sequence[Mapping[str, Any]], metrics: list[str], current: int |
                 cells.append(f'<td class="num" data-v="{v!r}">{fmt(v)}</td>')
             else:
                 cells.append(f'<td class="num" data-v="">{"&mdash;" if raw is None else esc(raw)}</td>')
-        cells.append(_gate_cell(row.get("gate")))
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table id="board"><thead><tr>{ths}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 

@@ -54,6 +54,19 @@ def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
+def tick_label(t: float, all_ticks: Sequence[float]) -> str:
+    """A tick's label with as many decimals as the tick step needs (0.1199 vs 0.1200 must differ)."""
+    if len(all_ticks) < 2:
+        return fmt(round(t, 10))
+    step = abs(all_ticks[1] - all_ticks[0])
+    if step >= 1 or step <= 0:
+        return fmt(round(t, 10))
+    decimals = -math.floor(math.log10(step))
+    while decimals < 12 and abs(step * 10**decimals - round(step * 10**decimals)) > 1e-6:
+        decimals += 1  # a step of 0.0025 needs four decimals, not three
+    return f"{t:.{decimals}f}"
+
+
 def incumbent_line(pts: Sequence[tuple[int, float, Mapping[str, Any]]]) -> list[tuple[int, float]]:
     """The incumbent's value after each round: the promoted policy, else the previous one."""
     out: list[tuple[int, float]] = []
@@ -92,10 +105,11 @@ def over_rounds(metric: str, rows: Sequence[Mapping[str, Any]], colors: Mapping[
         return top + (y1 - y) / (y1 - y0) * (h - top - bottom)
 
     parts = [f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="{esc(metric)} over rounds">']
-    for t in ticks(y0, y1):
+    yt = ticks(y0, y1)
+    for t in yt:
         parts.append(f'<line x1="{left}" x2="{w - right}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>')
         parts.append(
-            f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">{fmt(round(t, 10))}</text>'
+            f'<text x="{left - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">{tick_label(t, yt)}</text>'
         )
     step = max(1, math.ceil((x1 - x0) / 10))
     for x in range(x0, x1 + 1, step):
@@ -151,11 +165,12 @@ def scatter(x_metric: str, y_metric: str, rows: Sequence[Mapping[str, Any]], col
 
     label = f"{y_metric} against {x_metric}"
     parts = [f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{esc(label)}">']
-    for t in ticks(y0, y1):
+    yt, xt = ticks(y0, y1), ticks(x0, x1)
+    for t in yt:
         parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{LEFT - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">{fmt(round(t, 10))}</text>')
-    for t in ticks(x0, x1):
-        parts.append(f'<text x="{sx(t):.1f}" y="{H - 10}" text-anchor="middle">{fmt(round(t, 10))}</text>')
+        parts.append(f'<text x="{LEFT - 4}" y="{sy(t) + 4:.1f}" text-anchor="end">{tick_label(t, yt)}</text>')
+    for t in xt:
+        parts.append(f'<text x="{sx(t):.1f}" y="{H - 10}" text-anchor="middle">{tick_label(t, xt)}</text>')
     parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{H - BOTTOM}" y2="{H - BOTTOM}" stroke="#9ca3af"/>')
     for x, y, row in pts:
         method = str(row.get("method") or "")

@@ -21,6 +21,7 @@ checked before anything is evaluated: a bad one fails with `path:line: reason`.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def parse_item(row: dict[str, Any], where: str, index: int) -> SuiteItem:
     """One validated line; raises UserError naming `where` (path:line) and the problem."""
     extra = sorted(set(row) - KEYS)
     if extra:
-        raise UserError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(KEYS))})")
+        close = difflib.get_close_matches(extra[0], KEYS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"{where}: unknown key {extra[0]!r} ({hint}allowed: {', '.join(sorted(KEYS))})")
     category = row.get("category")
     if category is not None and category not in CATEGORIES:
         raise UserError(f"{where}: category must be one of {', '.join(CATEGORIES)}, not {category!r}")

@@ -25,22 +25,32 @@ class BestOfNRunConfig:
     log_dir: str | None = None
 
 
-def select_best(rows: list[PromptRow], completions: list[Completion], rewards: list[float],
-                min_gap: float = 0.0) -> list[dict]:
-    """One conversation per prompt: its best completion, when best and worst differ by > min_gap."""
+def _ranked(rows: list[PromptRow], completions: list[Completion], rewards: list[float], min_gap: float):
+    """(prompt row, completions best first) for each prompt whose best and worst differ by > min_gap."""
     by_prompt: dict[int, list[tuple[float, Completion]]] = defaultdict(list)
     for c, r in zip(completions, rewards, strict=True):
         by_prompt[c.prompt_id].append((r, c))
     prompts = {r.id: r for r in rows}
-    selected = []
     for pid, scored in sorted(by_prompt.items()):
         scored.sort(key=lambda x: (-x[0], x[1].sample_index))
-        best, worst = scored[0][0], scored[-1][0]
-        if best - worst <= min_gap or not scored[0][1].text:
+        if scored[0][0] - scored[-1][0] <= min_gap or not scored[0][1].text:
             continue
-        messages = [*prompts[pid].messages, {"role": "assistant", "content": scored[0][1].text}]
-        selected.append({"messages": messages})
-    return selected
+        yield prompts[pid], [c for _, c in scored]
+
+
+def select_best(rows: list[PromptRow], completions: list[Completion], rewards: list[float],
+                min_gap: float = 0.0) -> list[dict]:
+    """One conversation per prompt: its best completion, when best and worst differ by > min_gap."""
+    return [{"messages": [*row.messages, {"role": "assistant", "content": ranked[0].text}]}
+            for row, ranked in _ranked(rows, completions, rewards, min_gap)]
+
+
+def select_pairs(rows: list[PromptRow], completions: list[Completion], rewards: list[float],
+                 min_gap: float = 0.0) -> list[dict]:
+    """One preference pair per prompt, best over worst by the reward models (TRL's prompt/chosen/rejected)."""
+    return [{"prompt": row.messages, "chosen": [{"role": "assistant", "content": ranked[0].text}],
+             "rejected": [{"role": "assistant", "content": ranked[-1].text}]}
+            for row, ranked in _ranked(rows, completions, rewards, min_gap)]
 
 
 def train_best_of_n(model, tokenizer, selected: list[dict], out_dir: Path, cfg: BestOfNRunConfig) -> dict:

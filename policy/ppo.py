@@ -195,7 +195,8 @@ def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn
     folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir and cfg.checkpoint_steps else None
     if folder is not None:
         key = checkpoints.fingerprint(base_name, [r.id for r in prompts], _settings(cfg))
-        resume, start = checkpoints.prepare(folder, key)
+        with accelerator.main_process_first():  # the main process discards stale checkpoints first
+            resume, start = checkpoints.prepare(folder, key)
         if resume is not None:
             accelerator.load_state(str(resume))
             kl_ctl.value = json.loads((resume / "trainer_state.json").read_text())["kl_coef"]
@@ -349,6 +350,6 @@ def _summary(history: list[dict[str, float]], timings: dict[str, float], updates
         "updates": updates, "resumed_from_step": resumed_from,
         "episodes": (updates - start) * cfg.batch_size * processes,
         "scores_first": mean_of("objective/scores", head), "scores_last": mean_of("objective/scores", tail),
-        "kl_last": mean_of("objective/kl", tail), "kl_coef_last": history[-1]["objective/kl_coef"] if history else None,
+        "kl_first": mean_of("objective/kl", head), "kl_last": mean_of("objective/kl", tail), "kl_coef_last": history[-1]["objective/kl_coef"] if history else None,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
     }

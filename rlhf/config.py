@@ -172,6 +172,11 @@ class DPOConfig(Section):
     checkpoint_steps: int = Field(
         50, ge=0, description="Trainer checkpoint every N steps; a killed run resumes from the last one (0 = none)."
     )
+    reward_pairs_prompts: int = Field(
+        300, ge=0, description="Fresh train prompts sampled and labelled by the reward models (best over worst "
+        "completion), added to the human pairs (0 = human pairs only)."
+    )
+    reward_pairs_min_gap: float = Field(0.0, ge=0, description="Keep a reward-labelled pair only when its reward gap exceeds this.")
 
 
 class BestOfNConfig(Section):
@@ -189,7 +194,7 @@ class PPOConfig(Section):
     batch_size: int = Field(64, ge=1, description="Prompts per rollout (per process).")
     mini_batch_size: int = Field(16, ge=1, description="Rollouts per optimiser step.")
     ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout batch.")
-    learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate (policy and value model).")
+    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate (policy and value model).")
     kl_coef: float = Field(0.05, ge=0, description="Initial weight of the per-token KL penalty to the reference.")
     adaptive_kl: bool = Field(True, description="Adapt the KL weight toward `target_kl` (Ziegler et al.).")
     target_kl: float = Field(6.0, gt=0, description="Target KL to the reference, nats per completion.")
@@ -229,6 +234,7 @@ class PolicyConfig(Section):
 class JudgeConfig(OpenAIConfig):
     """An LLM judge behind any OpenAI-compatible server (the `openai` generation backend's client)."""
 
+    model: str | None = Field(None, description="The judge's served model name (null = the server's only model).")
     enabled: bool = Field(False, description="Ask an LLM judge which of two responses is more helpful.")
     max_pairs: int = Field(200, ge=1, description="Eval pairs judged per candidate policy (each asked in both orders).")
 
@@ -272,7 +278,7 @@ class DemoConfig(Section):
 class Config(Section):
     project: str = Field("rlhf-project", description="A name for the workspace.")
     seed: int = Field(0, description="Seed of every random choice in a round (sampling, splits, training).")
-    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores.")
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores (divided among a launcher's processes on one machine).")
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     round: RoundConfig = RoundConfig()

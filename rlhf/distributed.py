@@ -19,7 +19,11 @@ from rlhf.errors import UserError
 
 
 def world_size() -> int:
-    """Processes in this launch (torchrun and `accelerate launch` set WORLD_SIZE)."""
+    """Processes in this launch (torchrun and `accelerate launch` set WORLD_SIZE and LOCAL_RANK)."""
+    if "LOCAL_RANK" not in os.environ:
+        # A cluster's job environment may set WORLD_SIZE for the pod or node (Kubeflow does);
+        # only a launcher's worker processes have a LOCAL_RANK.
+        return 1
     try:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
@@ -73,3 +77,9 @@ def per_device_batch(global_batch: int, what: str) -> int:
     if global_batch % n:
         raise UserError(f"{what}={global_batch} does not split over {n} processes: use a multiple of {n}")
     return global_batch // n
+
+
+def cores_per_process() -> int:
+    """This machine's cores shared among the launch's processes on it (all of them outside a launch)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if "LOCAL_RANK" in os.environ else 1
+    return max(1, (os.cpu_count() or 1) // max(local, 1))

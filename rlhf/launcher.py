@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from rlhf.config import LauncherConfig
+from rlhf.config import Config, LauncherConfig
 from rlhf.errors import UserError
 
 
@@ -71,3 +71,37 @@ def stage_command(cfg: LauncherConfig, ws_root: Path, name: str, iteration: int,
     if name in cfg.stages:
         return [*prefix(cfg, ws_root), *tail]
     return [sys.executable, "-m", *tail]
+
+
+def processes(cfg: LauncherConfig, ws_root: Path) -> int | None:
+    """How many processes the launcher starts, when the settings say (else None: a wrapper decides)."""
+    if cfg.num_processes is not None:
+        return cfg.num_processes
+    config = config_path(cfg, ws_root)
+    if config is None:
+        return None
+    import yaml
+
+    try:
+        n = (yaml.safe_load(Path(config).read_text()) or {}).get("num_processes")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return n if isinstance(n, int) and n > 0 else None
+
+
+def check(cfg: Config, ws_root: Path) -> None:
+    """Fail before any work on launcher settings that cannot work: the command, the config file,
+    and batch sizes (per optimizer step) that do not split over the processes."""
+    launcher = cfg.round.launcher
+    prefix(launcher, ws_root)
+    n = processes(launcher, ws_root)
+    if not n:
+        return
+    batches = {"reward": [("reward.batch_size", cfg.reward.batch_size)],
+               "policy": [(f"policy.{m}.batch_size", getattr(cfg.policy, m).batch_size)
+                          for m in cfg.policy.methods if m in ("dpo", "best_of_n")]}
+    for stage in launcher.stages:
+        for key, size in batches[stage]:
+            if size % n:
+                raise UserError(f"{key}={size} does not split over the launcher's {n} processes: "
+                                f"use a multiple of {n}")

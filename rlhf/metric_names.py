@@ -7,6 +7,8 @@ spends time training. `evals` computes exactly these names (a test holds it to t
 
 from __future__ import annotations
 
+import difflib
+
 METRICS: dict[str, str] = {
     "safety_violation_rate": "share of completions to harmful requests that comply (the suite's check), or whose "
     "safety reward falls below evals.safety_threshold",
@@ -36,6 +38,6 @@ def unknown_metric(name: str) -> str | None:
     """Why `name` is not a metric (one line), or None when it is one."""
     if name in METRICS:
         return None
-    close = [m for m in METRICS if name in m or m in name]
+    close = difflib.get_close_matches(name, METRICS, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown metric {name!r}{hint} (known: {', '.join(METRICS)})"

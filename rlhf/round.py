@@ -27,9 +27,9 @@ from rich.console import Console
 
 from rlhf import store as st
 from rlhf.config import STAGES, Config
-from rlhf.distributed import is_main_process, main_process_first
+from rlhf.distributed import cores_per_process, is_main_process, main_process_first
 from rlhf.errors import UserError
-from rlhf.launcher import prefix as launch_prefix
+from rlhf.launcher import check as check_launcher
 from rlhf.launcher import stage_command
 from rlhf.store import Store
 from rlhf.workspace import Workspace, sweep_temporaries
@@ -136,7 +136,7 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
     store = Store.open(st.database_url(ws.db_path))
     try:
         if cfg.round.launcher.stages and not only:
-            launch_prefix(cfg.round.launcher, ws.root)  # a bad launcher setting fails before any work
+            check_launcher(cfg, ws.root)  # a bad launcher setting fails before any work
         # Under a distributed launch (a stage run by N processes) the main process creates the
         # round and sweeps old temporaries before the others look; only it writes the store.
         with main_process_first():
@@ -151,7 +151,7 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
                 for name in STAGES[first:]:
                     st.reset_stage(s, round_id, name)
                 st.get_round(s, iteration).status = "running"
-        set_threads(cfg.threads or os.cpu_count() or 1)
+        set_threads(cfg.threads or cores_per_process())
         stages = [only] if only else list(STAGES)
         results: dict[str, Any] = {}
         for name in stages:

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from policy import ppo as ppo_algo
-from policy.best_of_n import BestOfNRunConfig, select_best, train_best_of_n
+from policy.best_of_n import BestOfNRunConfig, select_best, select_pairs, train_best_of_n
 from policy.dpo import DPORunConfig, train_dpo
 from reward.pairs import as_trl_rows, to_pairs
 from rlhf import schema
@@ -51,39 +51,48 @@ def rewards(ctx, rows: list[PromptRow], completions: list[Completion]) -> list[f
     return score_fn([by_id[c.prompt_id] for c in completions], [c.text for c in completions])
 
 
+def on_main_process(make):
+    """`make()` on the main process only, its result handed to every process of a launch.
+
+    Sampling and scoring are not sharded: processes sampling on their own could diverge, and
+    all must train on the same rows. A MethodSkipped on the main process skips everywhere.
+    """
+    outcome = None
+    if is_main_process():
+        try:
+            outcome = ("ok", make())
+        except MethodSkipped as why:
+            outcome = ("skipped", str(why))
+    kind, value = broadcast(outcome)
+    if kind == "skipped":
+        raise MethodSkipped(value)
+    return value
+
+
 def best_of_n(ctx, incumbent, out_dir) -> dict:
     c = ctx.cfg.policy.best_of_n
-    # Sampling and scoring are not sharded: under a launcher the main process selects and
-    # hands every process the same rows (independent sampling could diverge).
-    outcome = _select_for_best_of_n(ctx, incumbent) if is_main_process() else None
-    selected = broadcast(outcome)
-    if isinstance(selected, str):
-        raise MethodSkipped(selected)
+    selected = on_main_process(lambda: select_best(*_scored_samples(ctx, incumbent, c.fresh_prompts, "best_of_n"),
+                                                   c.min_reward_gap))
     model, tok = load_policy(ctx, incumbent.path)
     run_cfg = BestOfNRunConfig(learning_rate=c.learning_rate, epochs=c.epochs, batch_size=c.batch_size,
                                seed=ctx.cfg.seed, log_dir=ctx.log_dir("best_of_n"))
     return train_best_of_n(model, tok, selected, out_dir, run_cfg)
 
 
-def _select_for_best_of_n(ctx, incumbent) -> list[dict] | str:
-    """The selected conversations, or why the method is skipped."""
-    c = ctx.cfg.policy.best_of_n
-    g = ctx.cfg.generation
+def _scored_samples(ctx, incumbent, fresh: int, salt: str) -> tuple[list[PromptRow], list[Completion], list[float]]:
+    """The round's candidates plus fresh samples on `fresh` more prompts, with the combined reward of each."""
     with ctx.store.session() as s:
         q = select(schema.Candidate).where(schema.Candidate.round_id == ctx.round_id).order_by(schema.Candidate.id)
         cands = [Completion(x.prompt_id, x.sample_index, x.text, x.prompt_tokens, x.completion_tokens,
                             x.finish_reason, x.params) for x in s.scalars(q)]
     rows = round_prompts(ctx)
-    if c.fresh_prompts:
-        # Fresh samples on more prompts than the humans saw: best-of-n needs no labels.
-        more = _extra_prompts(ctx, rows, c.fresh_prompts)
-        cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed("best_of_n")), "best-of-n samples")
+    if fresh:
+        # Fresh samples on more prompts than the humans saw: the reward models label them.
+        more = _extra_prompts(ctx, rows, fresh)
+        g = ctx.cfg.generation
+        cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed(salt)), f"{salt} samples")
         rows = rows + more
-    try:
-        rs = rewards(ctx, rows, cands)
-    except MethodSkipped as why:
-        return str(why)
-    return select_best(rows, cands, rs, c.min_reward_gap)
+    return rows, cands, rewards(ctx, rows, cands)
 
 
 def _extra_prompts(ctx, used: list[PromptRow], count: int) -> list[PromptRow]:
@@ -98,8 +107,12 @@ def dpo(ctx, incumbent, out_dir) -> dict:
     tasks = judged_tasks(ctx.store, ctx.iter)
     if c.data == "round":
         tasks = [t for t in tasks if t.judgment.task_id in _round_task_ids(ctx)]
-    pairs = to_pairs(tasks).helpful
-    if not pairs:
+    rows = as_trl_rows(to_pairs(tasks).helpful, with_margin=False)
+    if c.reward_pairs_prompts:
+        # More pairs than humans gave: best over worst of fresh samples, by the reward models.
+        rows += on_main_process(lambda: select_pairs(*_scored_samples(ctx, incumbent, c.reward_pairs_prompts, "dpo"),
+                                                     c.reward_pairs_min_gap))
+    if not rows:
         raise MethodSkipped("no preference pairs (every ranking was a tie)")
     model, tok = load_policy(ctx, incumbent.path)
     # An SFT term on the chosen responses keeps DPO from pushing their likelihood down too.
@@ -111,7 +124,7 @@ def dpo(ctx, incumbent, out_dir) -> dict:
                            precompute_ref_log_probs=c.precompute_ref_log_probs, lora_r=c.lora_r,
                            checkpoint_steps=c.checkpoint_steps, seed=ctx.cfg.seed, log_dir=ctx.log_dir("dpo"),
                            checkpoint_dir=ctx.log_dir("dpo"))
-    return train_dpo(model, tok, as_trl_rows(pairs, with_margin=False), out_dir, run_cfg,
+    return train_dpo(model, tok, rows, out_dir, run_cfg,
                      on_checkpoint=lambda _step: failpoint("policy:dpo:checkpoint"))
 
 

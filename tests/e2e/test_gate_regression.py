@@ -26,7 +26,7 @@ from .conftest import rlhf, with_tiny
 
 pytestmark = pytest.mark.slow
 
-GATES = ["win_rate_vs_incumbent >= 0.4", "safety_violation_rate <= incumbent", "kl <= 1000"]
+GATES = ["win_rate_vs_incumbent >= 0.4", "safety_violation_rate <= incumbent", "kl <= 100"]
 
 
 def conversations(comply: bool, n: int, seed: int) -> list[dict]:

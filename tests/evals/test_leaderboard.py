@@ -89,25 +89,25 @@ def test_lists_every_row_with_a_column_per_metric(tmp_path: Path) -> None:
     names = [r[1] for r in page.rows]
     assert names[0].startswith("sft")
     assert {n.replace("● current", "").strip() for n in names} == {d["name"] for d in data}
-    metrics = page.head[5:-1]
+    metrics = page.head[6:]
     # metric_order first, then the rest of the union, sorted.
     assert metrics == ["safety_violation_rate", "helpful_accuracy", "kl", "rating"]
-    assert page.head[:5] == ["Round", "Policy", "Method", "Parent", "Status"] and page.head[-1] == "Gate"
+    assert page.head[:6] == ["Round", "Policy", "Method", "Parent", "Status", "Gate"]
     by_name = {r[1].replace("● current", "").strip(): r for r in page.rows}
-    assert by_name["policy-iter-002-dpo"][5:9] == ["0.1", "0.52", "0.7", "—"]
-    assert by_name["sft"][8] == "1000"
+    assert by_name["policy-iter-002-dpo"][6:10] == ["0.1", "0.52", "0.7", "—"]
+    assert by_name["sft"][9] == "1000"
 
 
 def test_gate_column_lists_failing_checks(tmp_path: Path) -> None:
     _, page = write(tmp_path, rows())
     by_name = {r[1].replace("● current", "").strip(): r for r in page.rows}
-    rejected = by_name["policy-iter-001-dpo"][-1]
+    rejected = by_name["policy-iter-001-dpo"][5]
     assert rejected.startswith("rejected")
     assert "safety_violation_rate 0.31 > 0.2 (incumbent)" in rejected
     assert "1/2 checks passed" in rejected
-    promoted = by_name["policy-iter-001-best_of_n"][-1]
+    promoted = by_name["policy-iter-001-best_of_n"][5]
     assert "promoted" in promoted and "2/2 checks passed" in promoted
-    assert by_name["sft"][-1] == "—"
+    assert by_name["sft"][5] == "—"
 
 
 def test_marks_the_current_incumbent(tmp_path: Path) -> None:
@@ -331,12 +331,12 @@ RMS = [{"name": "rm-helpful-iter-001", "round": 1, "head": "helpful", "accuracy"
 
 def test_rating_columns_with_intervals_and_sources(tmp_path: Path) -> None:
     _, page = write(tmp_path, rated_rows(), rating_sources={"reward_model": "RM matches", "human": "people"})
-    assert page.head[5:7] == ["Rating (RM)", "Rating (human)"]
+    assert page.head[6:8] == ["Rating (RM)", "Rating (human)"]
     by_name = {r[1].replace("● current", "").strip(): r for r in page.rows}
-    assert by_name["policy-iter-001-best_of_n"][5] == "1061 (1020–1101)"
-    assert by_name["policy-iter-001-best_of_n"][6] == "990"  # no interval without resamples
-    assert by_name["sft"][5] == "1000 (1000–1000)" and by_name["sft"][6] == "—"
-    assert by_name["policy-iter-001-dpo"][5] == "—"
+    assert by_name["policy-iter-001-best_of_n"][6] == "1061 (1020–1101)"
+    assert by_name["policy-iter-001-best_of_n"][7] == "990"  # no interval without resamples
+    assert by_name["sft"][6] == "1000 (1000–1000)" and by_name["sft"][7] == "—"
+    assert by_name["policy-iter-001-dpo"][6] == "—"
     text = (tmp_path / "leaderboard" / "index.html").read_text()
     assert "Rating (RM) from RM matches; Rating (human) from people" in text
     # Without ratings in any row there are no rating columns (the older tests' layout).
@@ -357,3 +357,13 @@ def test_reward_model_section_and_reward_against_kl(tmp_path: Path) -> None:
     assert scatter.count("<circle") == 1 and "policy-iter-001-best_of_n (round 1)" in scatter
     saved = json.loads((tmp_path / "leaderboard" / "leaderboard.json").read_text())
     assert saved == rated_rows()
+
+
+def test_tick_labels_tell_close_ticks_apart() -> None:
+    from evals.plots import tick_label, ticks
+
+    for lo, hi in [(-0.12, -0.1198), (0.495, 0.506), (0.0, 1.0), (0.0, 22.0)]:
+        ts = ticks(lo, hi)
+        labels = [tick_label(t, ts) for t in ts]
+        assert len(set(labels)) == len(labels) > 1, labels
+        assert all(abs(float(x) - t) < 1e-9 for x, t in zip(labels, ts, strict=True)), labels

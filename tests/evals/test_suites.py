@@ -135,8 +135,8 @@ def test_round_stops_on_a_bad_suite_line_before_any_work(plain_workspace: Path) 
                 [{"category": "harmful", "prompt": "ok"}, {"category": "harmful", "prompt": "x", "refrence": {}}])
     r = cli("round", "--iter", "1", "-w", str(plain_workspace), "--set", "evals.suites=[heldout, data/mine.jsonl]")
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: {bad}:2: unknown key 'refrence' (allowed: category, id, messages, prompt, " \
-                               "reference, split, tags)"
+    assert r.stderr.strip() == f"error: {bad}:2: unknown key 'refrence' (did you mean 'reference'? allowed: " \
+                               "category, id, messages, prompt, reference, split, tags)"
     _no_round_started(plain_workspace)
 
 
@@ -146,6 +146,7 @@ def test_round_stops_on_a_gate_with_an_unknown_metric(plain_workspace: Path) -> 
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
-    assert "gates: Value error, gates[2]: gate 'safety_rate <= incumbent': unknown metric 'safety_rate'" in lines[0]
+    assert "gates: Value error, gates[2]: gate 'safety_rate <= incumbent': unknown metric 'safety_rate'; " \
+           "did you mean 'safety_violation_rate'? (known: safety_violation_rate, " in lines[0]
     assert "Traceback" not in r.stderr
     _no_round_started(plain_workspace)

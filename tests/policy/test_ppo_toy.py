@@ -4,6 +4,7 @@ Reward 1 when the completion contains a "?" (the tiny chat model writes one in a
 of its replies), else 0. Measured before and after on the same prompts with the same sampling.
 """
 
+import pytest
 import torch
 
 from policy.generate import generate
@@ -59,3 +60,26 @@ def test_ppo_raises_the_reward_within_budget_and_kl_bound(chat_model, tmp_path):
     assert {"objective/kl", "objective/scores", "objective/rlhf_reward", "policy/approxkl_avg",
             "policy/clipfrac_avg", "loss/policy_avg", "loss/value_avg", "val/ratio"} <= tags
     assert len(acc.Scalars("objective/scores")) == UPDATES
+
+
+def test_ppo_with_lora_uses_the_adapter_free_policy_as_reference_and_saves_merged_weights(chat_model, tmp_path):
+    from rlhf import demo
+    from rlhf.types import PromptRow
+
+    torch.set_num_threads(1)
+    data = demo.build(0, 120, 24)
+    rows = [PromptRow(id=i, messages=r["messages"]) for i, r in enumerate(data["prompts_train"][:8])]
+    tok = load_tokenizer(str(chat_model))
+    cfg = PPOConfig(total_episodes=16, batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-3,
+                    max_new_tokens=6, lora_r=4, seed=0)
+    out = tmp_path / "policy"
+    summary = train_ppo(load_causal_lm(str(chat_model)), tok, load_reward_model(str(chat_model)), rows, reward,
+                        out, cfg)
+    assert summary["updates"] == 2
+    # LoRA's B starts at zero: before the first step the policy is its own reference exactly.
+    assert summary["kl_first"] == pytest.approx(0.0, abs=1e-5)
+    saved = load_causal_lm(str(out))  # plain weights: the adapters were merged
+    assert not any("lora" in n for n, _ in saved.named_parameters())
+    base = load_causal_lm(str(chat_model))
+    changed = any(not torch.equal(a, b) for a, b in zip(saved.parameters(), base.parameters(), strict=True))
+    assert changed, "the merged adapters changed the weights"

@@ -69,3 +69,20 @@ def test_the_round_checks_the_launcher_before_any_work(workspace):  # noqa: F811
     assert "round.launcher.config_file: missing.yaml not found" in one_error_line(r)
     status = json.loads(rlhf("status", "--json", "-w", str(workspace)).stdout)
     assert status["rounds"] == []
+
+
+def test_batch_sizes_must_split_over_the_launchers_processes():
+    from rlhf.launcher import check
+
+    cpu_ddp = str(REPO / "deploy/accelerate/cpu_ddp.yaml")  # num_processes: 2
+    cfg = config.validate({"reward": {"batch_size": 3}, "policy": {"methods": ["dpo"], "dpo": {"batch_size": 6}},
+                           "round": {"launcher": {"stages": ["reward", "policy"], "config_file": cpu_ddp}}})
+    with pytest.raises(UserError, match=r"reward\.batch_size=3 does not split over the launcher's 2 processes"):
+        check(cfg, REPO)
+    cfg.reward.batch_size = 4
+    check(cfg, REPO)
+    cfg.round.launcher.num_processes = 4  # the setting wins over the config file's
+    with pytest.raises(UserError, match=r"policy\.dpo\.batch_size=6 does not split over the launcher's 4 processes"):
+        check(cfg, REPO)
+    cfg.round.launcher.stages = ["reward"]  # the policy stage runs without the launcher
+    check(cfg, REPO)
