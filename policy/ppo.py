@@ -20,9 +20,9 @@ accelerate (one CPU, one GPU, or many processes under `accelerate launch`: each 
 out its own share of prompts and gradients are averaged). With a checkpoint folder the loop
 saves its state every `checkpoint_steps` updates and a rerun resumes from the last one.
 
-Completions come back from the backend as text and are re-encoded in the chat template, exactly
-as the reward model and DPO see them; old and new log-probabilities are both computed on those
-tokens, so the ratio stays consistent whichever backend sampled.
+Log-probabilities are computed on the sampled token ids (the transformers backend returns them);
+a backend that returns only text has its completions re-encoded in the chat template, which is
+slightly off-policy where the sampled split of a word differs from the tokenizer's own.
 """
 
 from __future__ import annotations
@@ -123,9 +123,14 @@ def encode_rollout(tokenizer, rows: list[PromptRow], completions: list[Completio
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     responses, ended = [], []
     for row, query, c in zip(rows, queries, completions, strict=True):
-        full = list(tokenizer.apply_chat_template([*row.messages, {"role": "assistant", "content": c.text}],
-                                                  tokenize=True, return_dict=False))
-        ids = full[len(query):] if full[: len(query)] == query else tokenizer(c.text, add_special_tokens=False).input_ids
+        if c.token_ids:
+            ids = list(c.token_ids)  # exactly what was sampled
+        else:
+            # A backend that returns only text: the completion as the chat template renders it.
+            full = list(tokenizer.apply_chat_template([*row.messages, {"role": "assistant", "content": c.text}],
+                                                      tokenize=True, return_dict=False))
+            ids = (full[len(query):] if full[: len(query)] == query
+                   else tokenizer(c.text, add_special_tokens=False).input_ids)
         stopped = c.finish_reason == "stop"
         ids = [t for t in ids if t != eos][:max_new_tokens] + ([eos] if stopped else [])
         responses.append(ids)

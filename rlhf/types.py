@@ -32,6 +32,8 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop" (EOS / stop string) or "length"
     params: dict[str, Any] = field(default_factory=dict)
+    # The sampled token ids (without EOS), where the backend has them: PPO scores exactly these.
+    token_ids: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class TransformersBackend:
                     completion_tokens=len(seq),
                     finish_reason="stop" if finished or stopped else "length",
                     params=recorded,
+                    token_ids=() if stopped else tuple(seq),
                 ))
             if progress is not None:
                 progress.update(new.size(0), tokens)

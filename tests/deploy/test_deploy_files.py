@@ -265,3 +265,28 @@ def test_scaling_doc_names_files_that_exist():
     for key in set(re.findall(r"`((?:generation|round|reward|policy)(?:\.\w+)+)", doc)):
         known = key in keys or any(k.startswith(key + ".") for k in keys)  # a key or a section
         assert known, f"docs/scaling.md names config key {key}, which does not exist"
+
+
+def test_kubernetes_launcher_applies_the_stage_and_waits(tmp_path):
+    """No cluster here: a stand-in kubectl keeps the applied manifest and reports the Job Complete."""
+    applied = tmp_path / "applied.yaml"
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    (bins / "kubectl").write_text(
+        '#!/bin/sh\ncase "$1" in\n'
+        f'  apply) cat > {applied} ;;\n'
+        '  get) printf "Complete " ;;\n'
+        "esac\n")
+    (bins / "kubectl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bins}:{os.environ['PATH']}"}
+    stage = ["-m", "rlhf.stage", "policy", "--iter", "2", "--workspace", "/workspace",
+             "--set", "round.launcher.stages=[reward,policy]"]
+    r = subprocess.run([str(DEPLOY / "k8s/launch-stage.sh"), "--config_file", "x.yaml", *stage], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    job = next(d for d in yaml.safe_load_all(applied.read_text()) if d["kind"] == "Job")
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    # The pod's shell gets the stage arguments back word for word.
+    words = subprocess.run(["bash", "-c", 'printf "%s\\n" ' + script.split("-m rlhf.stage ", 1)[1]],
+                           capture_output=True, text=True).stdout.splitlines()
+    assert words == stage[2:]

@@ -14,7 +14,7 @@ TINY = [
     "demo.pretrain_seconds=8", "demo.hidden_size=48", "demo.layers=2", "demo.heads=1",
     "demo.sft_epochs=2", "demo.train_prompts=120", "demo.eval_prompts=24",
     "round.prompts_per_round=24", "generation.max_new_tokens=16", "evals.max_new_tokens=16",
-    "policy.best_of_n.fresh_prompts=8", "reward.epochs=1", "reward.batch_size=8",
+    "policy.best_of_n.fresh_prompts=8", "policy.dpo.reward_pairs_prompts=8", "reward.epochs=1", "reward.batch_size=8",
     "policy.dpo.batch_size=8", "policy.best_of_n.epochs=1",
     # Each process that samples would import vLLM (~15 s here); test_generate_round.py runs rounds on it.
     "generation.backend=transformers",

@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[2]
 # A small held-out share so that the helpfulness head has enough pairs to train (PPO needs it).
 SAME_DATA = ["policy.methods=[dpo,best_of_n]", "reward.batch_size=2", "policy.dpo.batch_size=2",
              "policy.best_of_n.batch_size=2", "policy.dpo.reward_pairs_prompts=8", "reward.eval_fraction=0.05"]
-PPO = ["policy.methods=[dpo,best_of_n,ppo]", "policy.ppo.episodes=16", "policy.ppo.batch_size=4", "policy.ppo.mini_batch_size=2",
-       "policy.ppo.checkpoint_steps=1",
-       "evals.samples=1"]  # the round goes on to evaluate and gate; they are not what is compared here
+PPO = ["policy.methods=[dpo,best_of_n,ppo]", "policy.ppo.episodes=16", "policy.ppo.batch_size=4",
+       "policy.ppo.mini_batch_size=2", "policy.ppo.checkpoint_steps=1",
+       # The round goes on to evaluate and gate; they are not what is compared here.
+       "evals.samples=1"]
 LAUNCH = ["round.launcher.stages=[reward,policy]", f"round.launcher.config_file={REPO}/deploy/accelerate/cpu_ddp.yaml"]
 TOLERANCE = 0.02
 
