@@ -91,7 +91,9 @@ def over_rounds(metric: str, rows: Sequence[Mapping[str, Any]], colors: Mapping[
     if not pts:
         return ""
     w, h, left, right, top, bottom = W, H, LEFT, RIGHT, TOP, BOTTOM
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    # Every plot spans the same rounds (those of all policies), so they line up on the page.
+    xs = [r for row in rows if (r := round_of(row)) is not None]
+    ys = [p[1] for p in pts]
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
     y0, y1 = min(ys), max(ys)
     pad = (y1 - y0) * 0.08 or abs(y0) * 0.1 or 1.0
