@@ -22,6 +22,7 @@ from annotation import auth, queue
 from annotation.app import create_app
 from annotation.context import AppContext
 from rlhf import schema
+from rlhf.cli import main
 from rlhf.store import Store
 from tests.conftest import add_round
 
@@ -32,6 +33,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """`rlhf ARGS` in this process: exit code, stdout, stderr."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def add_people(store: Store, names: dict[str, str]) -> dict[str, str]:

@@ -23,26 +23,16 @@ from sqlalchemy import select
 from annotation import queue
 from rlhf import config as config_mod
 from rlhf import schema
-from rlhf.cli import main
 from rlhf.store import Store
 from tests.conftest import add_round
 
 from .argilla_server import ArgillaServer, ranking
+from .helpers import run
 
 pytestmark = pytest.mark.slow
 
 KEY_ENV = "RLHF_ARGILLA_API_KEY"
 GUIDELINES = "# Guidelines\n\nPrefer the correct answer. Ties are fine."
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def make_workspace(root: Path, url: str, project: str, overlap: int = 2, workspace: str = "argilla") -> Path:

@@ -9,10 +9,9 @@ import pytest
 
 from annotation import auth
 from rlhf import config as config_mod
-from rlhf.cli import main
 from rlhf.store import Store
 
-from .helpers import add_tasks
+from .helpers import add_tasks, run
 
 
 @pytest.fixture
@@ -20,16 +19,6 @@ def ws(tmp_path, monkeypatch):
     (tmp_path / "rlhf.yaml").write_text(config_mod.dump(config_mod.Config()))
     monkeypatch.delenv("RLHF_DATABASE_URL", raising=False)
     return tmp_path
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_annotators_add_list_deactivate(ws, capsys) -> None:
