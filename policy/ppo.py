@@ -222,8 +222,10 @@ def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn
     for update in bar:
         # 1. Rollout with the current weights.
         t0 = time.perf_counter()
-        rows = batch_rows(prompts, update, cfg.batch_size, processes, rank, cfg.seed)
+        # Sorted by id: backends return completions in prompt-id order, and row i must meet completion i.
+        rows = sorted(batch_rows(prompts, update, cfg.batch_size, processes, rank, cfg.seed), key=lambda r: r.id)
         completions = backend.generate(rows, params, salt=update * processes + rank)
+        assert [c.prompt_id for c in completions] == [r.id for r in rows], "completions out of prompt order"
         t1 = time.perf_counter()
         # 2. Score.
         scores = torch.tensor(score_fn(rows, [c.text for c in completions]), dtype=torch.float32,
