@@ -164,7 +164,7 @@ class DPOConfig(Section):
     epochs: float = Field(1.0, gt=0, description="Epochs over the round's pairs.")
     batch_size: int = Field(16, ge=1, description="Pairs per step.")
     sft_weight: float = Field(0.0, ge=0, description="Weight of an added SFT loss on chosen responses (TRL `sft` loss).")
-    data: Literal["round", "all"] = Field("all", description="Train on all rounds' pairs so far, or on this round's only.")
+    data: Literal["round", "all"] = Field("all", description="Pairs to train on: `all` rounds' so far, or this `round`'s only.")
     precompute_ref_log_probs: bool = Field(
         True, description="Compute the reference model's log-probs once before training (no reference model in memory)."
     )

@@ -3,6 +3,8 @@
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -67,6 +69,67 @@ def assert_exports_typed(ws):
     assert cands and all(isinstance(json.loads(c["params"]), dict) for c in cands)
 
 
+def assert_api_reward_equals_local(ws):
+    """PPO's reward through the reward API (`policy.ppo.reward_url`) equals the in-process one.
+
+    The round's reward models are served by `rlhf reward serve` under their registered names;
+    reward_fn(ctx, url) must score the same (prompt, completion) pairs as reward_fn(ctx).
+    """
+    import os
+    import time
+
+    import httpx
+    from sqlalchemy import select
+
+    from rlhf import schema
+    from rlhf import store as st
+    from rlhf.round import StageContext
+    from rlhf.stages.common import round_prompts
+    from rlhf.stages.scoring import reward_fn
+    from rlhf.workspace import open_workspace
+    from tests.annotation.helpers import free_port
+
+    w = open_workspace(ws)
+    store = st.Store.open(st.database_url(w.db_path))
+    with store.session(readonly=True) as s:
+        rnd = st.get_round(s, 1)
+        ctx = StageContext(w, w.load_config(), store, 1, rnd.id, rnd.incumbent_model_id, "simulated")
+        served = sorted(s.scalars(select(schema.Model.name).where(schema.Model.kind == "reward")))
+    assert "rm-helpful-iter-001" in served
+    rows = round_prompts(ctx)[:6]
+    texts = ["I can't help with that.", "Paris.", "", "4", "Sure! Here is how.", "The answer is 12."]
+    local = reward_fn(ctx)(rows, texts)
+
+    port, token = free_port(), "e2e-reward-token-0123456789"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RLHF_REWARD_TOKEN": token}
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli", "reward", "serve", "-w", str(ws), "--port", str(port),
+                             "--threads", "1", *[a for n in served for a in ("--model", n)]],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # until the server answers its health check (or dies)
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "reward server did not come up"
+            time.sleep(0.1)
+        os.environ["RLHF_REWARD_TOKEN"] = token
+        try:
+            remote = reward_fn(ctx, url=url)(rows, texts)
+        finally:
+            del os.environ["RLHF_REWARD_TOKEN"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        store.dispose()
+    assert len(set(local)) > 1, "the reward models should not score every reply alike"
+    assert max(abs(a - b) for a, b in zip(local, remote, strict=True)) < 1e-5
+
+
 def test_round_1_completes_then_round_2_runs(workspace):
     r = rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace)))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -75,6 +138,7 @@ def test_round_1_completes_then_round_2_runs(workspace):
     assert status["rounds"][0]["status"] == "complete"
     assert status["rounds"][0]["stages_done"] == ["generate", "annotate", "reward", "policy", "evaluate", "gate"]
     assert_exports_typed(workspace)
+    assert_api_reward_equals_local(workspace)
     # Rerunning a finished round does nothing.
     before = snapshot(workspace)
     assert rlhf(*with_tiny("round", "--iter", "1", "-w", str(workspace))).returncode == 0
