@@ -90,7 +90,8 @@ def _scored_samples(ctx, incumbent, fresh: int, salt: str) -> tuple[list[PromptR
         # Fresh samples on more prompts than the humans saw: the reward models label them.
         more = _extra_prompts(ctx, rows, fresh)
         g = ctx.cfg.generation
-        cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed(salt)), f"{salt} samples")
+        cands += sample(ctx, incumbent.path, more, round_params(g, ctx.seed(salt)),
+                        f"{salt.replace('_', '-')} samples")
         rows = rows + more
     return rows, cands, rewards(ctx, rows, cands)
 
