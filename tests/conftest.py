@@ -213,3 +213,9 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory):
 
     with running_server(tmp_path_factory.mktemp("argilla")) as server:
         yield server
+
+
+# The browser fixtures are defined once, here at the root, because tests/browser and tests/e2e both
+# use them: a second definition would start a second Playwright in the same thread, which fails.
+# (Imported last: tests.browser.support imports helpers that import this module.)
+from tests.browser.support import browser, browsing  # noqa: E402, F401

@@ -11,7 +11,7 @@ from rlhf import schema
 from rlhf.store import Store
 from tests.annotation.helpers import add_people, add_tasks, context, labels_of, serve
 
-from .conftest import login, one_task, screenshot_path
+from .support import login, one_task, screenshot_path
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from annotation.render import ZWSP
 
-from .conftest import one_task
+from .support import one_task
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from rlhf import store as st
 from rlhf.cli_annotate import build_context
 from rlhf.workspace import open_workspace
 from tests.annotation.helpers import serve
-from tests.browser.conftest import browser, browsing, login, screenshot_path  # noqa: F401 (fixtures)
+from tests.browser.support import login, screenshot_path
 
 from .conftest import rlhf, with_tiny
 
@@ -58,7 +58,7 @@ def policy(cell: tuple[str, str]) -> str:
     return cell[0].replace("● current", "").strip()
 
 
-def test_leaderboard_after_two_rounds(workspace, browsing, tmp_path):  # noqa: F811
+def test_leaderboard_after_two_rounds(workspace, browsing, tmp_path):
     for it in (1, 2):
         r = rlhf(*with_tiny("round", "--iter", str(it), "-w", str(workspace)))
         assert r.returncode == 0, r.stderr[-3000:]

@@ -24,6 +24,17 @@ def build_chat_model(out: Path, hidden: int = 64, layers: int = 2, heads: int = 
 
     A few steps are enough for it to end some replies with EOS, so both finish reasons occur.
     """
+    # One thread whatever ran before in this session (in-process rounds set the thread count):
+    # float sums depend on it, and so would whether this briefly trained model ever ends a reply.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_chat_model(out, hidden, layers, heads, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_chat_model(out: Path, hidden: int, layers: int, heads: int, steps: int) -> Path:
     from policy.pretrain import PretrainConfig, _blocks, _loss, new_llama, train_tokenizer
     from rlhf import demo
 

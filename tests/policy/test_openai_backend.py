@@ -110,8 +110,19 @@ class MisbehavingProxy:
                 self.rejected += 1
             wait = body is not None and not reject and self.gathered < self.gather
             self.gathered += wait
+        released = False
+
+        def release() -> None:
+            # Stop counting a request once its answer is ready, before sending it: the client sends its
+            # next request the moment it reads this one, maybe before this thread runs again.
+            nonlocal released
+            with self.lock:
+                self.inflight -= 1
+            released = True
+
         try:
             if reject:
+                release()
                 h.send_response(self.status)
                 if self.retry_after is not None:
                     h.send_header("Retry-After", self.retry_after)
@@ -129,14 +140,15 @@ class MisbehavingProxy:
             path = h.path[len("/v1"):] if h.path.startswith("/v1") else h.path
             r = self.client.request(h.command, self.upstream + path, content=body,
                                     headers={"Content-Type": "application/json"})
+            release()
             h.send_response(r.status_code)
             h.send_header("Content-Type", r.headers.get("content-type", "application/json"))
             h.send_header("Content-Length", str(len(r.content)))
             h.end_headers()
             h.wfile.write(r.content)
         finally:
-            with self.lock:
-                self.inflight -= 1
+            if not released:
+                release()
 
     def close(self) -> None:
         self.server.shutdown()
