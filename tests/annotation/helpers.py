@@ -24,7 +24,6 @@ from annotation.context import AppContext
 from rlhf import schema
 from rlhf.cli import main
 from rlhf.store import Store
-from tests.conftest import add_round
 
 GUIDELINES = "# Guidelines\n\nPrefer the **correct** answer. Ties are fine."
 
@@ -60,6 +59,8 @@ def add_tasks(
 ) -> list[int]:
     """A round with one task per prompt; returns the task ids in queue order."""
     with store.session() as s:
+        from tests.conftest import add_round  # here, not at the top: tests/conftest.py imports this module
+
         round_id = add_round(s, iteration, prompts, candidates, texts)
         queue.create_tasks(s, round_id, overlap=overlap, seed=3)
         return list(s.scalars(select(schema.Task.id).where(schema.Task.round_id == round_id).order_by(schema.Task.id)))
