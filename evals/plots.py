@@ -95,9 +95,7 @@ def over_rounds(metric: str, rows: Sequence[Mapping[str, Any]], colors: Mapping[
     xs = [r for row in rows if (r := round_of(row)) is not None]
     ys = [p[1] for p in pts]
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-    y0, y1 = min(ys), max(ys)
-    pad = (y1 - y0) * 0.08 or abs(y0) * 0.1 or 1.0
-    y0, y1 = y0 - pad, y1 + pad
+    y0, y1 = _padded(ys)
 
     def sx(x: float) -> float:
         # Half a round of margin keeps the end dots off the axis labels.
@@ -132,12 +130,15 @@ def over_rounds(metric: str, rows: Sequence[Mapping[str, Any]], colors: Mapping[
         for x, y, row in series:
             solid = row.get("status") in ("promoted", "sft")
             tip = f"{row.get('name', '')} ({method or 'no method'}), round {x}: {fmt(y)}"
-            parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" stroke="{color}" stroke-width="1.5" '
-                f'fill="{color if solid else "#fff"}"><title>{esc(tip)}</title></circle>'
-            )
+            parts.append(_dot(sx(x), sy(y), color, solid, tip))
     parts.append("</svg>")
     return f"<figure><figcaption>{esc(metric)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _dot(cx: float, cy: float, color: str, solid: bool, tip: str) -> str:
+    """A policy's dot: filled when promoted (or SFT), hollow otherwise, its tooltip escaped."""
+    return (f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4" stroke="{color}" stroke-width="1.5" '
+            f'fill="{color if solid else "#fff"}"><title>{esc(tip)}</title></circle>')
 
 
 def _padded(values: Sequence[float]) -> tuple[float, float]:
@@ -179,9 +180,6 @@ def scatter(x_metric: str, y_metric: str, rows: Sequence[Mapping[str, Any]], col
         color = colors.get(method, PALETTE[-1])
         solid = row.get("status") in ("promoted", "sft")
         tip = f"{row.get('name', '')} (round {row.get('round', '?')}): {x_metric} {fmt(x)}, {y_metric} {fmt(y)}"
-        parts.append(
-            f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" stroke="{color}" stroke-width="1.5" '
-            f'fill="{color if solid else "#fff"}"><title>{esc(tip)}</title></circle>'
-        )
+        parts.append(_dot(sx(x), sy(y), color, solid, tip))
     parts.append("</svg>")
     return f"<figure><figcaption>{esc(label)}</figcaption>{''.join(parts)}</figure>"

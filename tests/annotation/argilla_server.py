@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.processes import stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGILLA_PYTHON = ROOT / ".venv-argilla" / "bin" / "python"
@@ -38,18 +39,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _wait(ready, proc: subprocess.Popen, what: str, log: Path, timeout_s: float) -> None:
-    """Poll `ready()` until it is true; fail with the log if the process dies or the deadline passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        if ready():
-            return
-        time.sleep(0.2)  # a starting process; the deadline bounds the polling
-    pytest.fail(f"{what} did not become ready in {timeout_s:.0f} s: {log.read_text()[-3000:]}")
 
 
 def _redis_ready(port: int) -> bool:
@@ -124,7 +113,7 @@ def running_server(tmp: Path) -> Iterator[ArgillaServer]:
         procs.append(subprocess.Popen(
             [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(tmp)], stdout=redis_log.open("w"), stderr=subprocess.STDOUT))
-        _wait(lambda: _redis_ready(redis_port), procs[-1], "redis-server", redis_log, 30)
+        wait_ready(lambda: _redis_ready(redis_port), procs[-1], "redis-server", 30, redis_log.read_text)
 
         port, log = _free_port(), tmp / "argilla.log"
         env = {
@@ -150,13 +139,8 @@ def running_server(tmp: Path) -> Iterator[ArgillaServer]:
             except httpx.TransportError:
                 return False
 
-        _wait(up, procs[-1], "argilla-server", log, 240)
+        wait_ready(up, procs[-1], "argilla-server", 240, log.read_text)
         yield server
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 20)

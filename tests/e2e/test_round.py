@@ -76,9 +76,7 @@ def assert_api_reward_equals_local(ws):
     reward_fn(ctx, url) must score the same (prompt, completion) pairs as reward_fn(ctx).
     """
     import os
-    import time
 
-    import httpx
     from sqlalchemy import select
 
     from rlhf import schema
@@ -88,6 +86,7 @@ def assert_api_reward_equals_local(ws):
     from rlhf.stages.scoring import reward_fn
     from rlhf.workspace import open_workspace
     from tests.annotation.helpers import free_port
+    from tests.processes import healthy, stop, wait_ready
 
     w = open_workspace(ws)
     store = st.Store.open(st.database_url(w.db_path))
@@ -107,24 +106,14 @@ def assert_api_reward_equals_local(ws):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:  # until the server answers its health check (or dies)
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "reward server did not come up"
-            time.sleep(0.1)
+        wait_ready(healthy(f"{url}/healthz"), proc, "rlhf reward serve", 120, proc.stderr.read)
         os.environ["RLHF_REWARD_TOKEN"] = token
         try:
             remote = reward_fn(ctx, url=url)(rows, texts)
         finally:
             del os.environ["RLHF_REWARD_TOKEN"]
     finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
+        stop(proc, 60)
         store.dispose()
     assert len(set(local)) > 1, "the reward models should not score every reply alike"
     assert max(abs(a - b) for a, b in zip(local, remote, strict=True)) < 1e-5

@@ -19,6 +19,7 @@ from policy.backends.base import BackendError, prompt_ids
 from policy.generate import SamplingParams, generate, run
 from rlhf.config import GenerationConfig, OpenAIConfig
 from rlhf.errors import UserError
+from tests.processes import healthy, stop, wait_ready
 
 from .conftest import PARAMS, check_completions
 
@@ -46,27 +47,11 @@ def server_url(chat_model, tmp_path_factory):
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 400
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vllm serve exited with {proc.returncode}: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve not ready: {log.read_text()[-3000:]}")
-            time.sleep(0.5)  # polling a readiness endpoint, not waiting for luck
+        wait_ready(healthy(url + "/health"), proc, "vllm serve", 400, log.read_text)
         yield url + "/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 class MisbehavingProxy:

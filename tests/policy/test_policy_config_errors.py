@@ -2,15 +2,7 @@
 
 import pytest
 
-from tests.rlhf.test_cli import one_error_line, rlhf
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("ws") / "proj"
-    r = rlhf("init", str(ws))
-    assert r.returncode == 0, r.stderr
-    return ws
+from tests.rlhf.test_cli import one_error_line, rlhf, workspace  # noqa: F401 (a module-scoped fixture)
 
 
 @pytest.mark.parametrize("override, says", [
@@ -20,12 +12,12 @@ def workspace(tmp_path_factory):
     ("policy.dpo.beta=-0.5", "policy.dpo.beta: Input should be greater than 0"),
     ("policy.ppo.target_kl=0", "policy.ppo.target_kl: Input should be greater than 0"),
 ])
-def test_round_with_a_bad_policy_config_fails_with_one_line(workspace, override, says):
+def test_round_with_a_bad_policy_config_fails_with_one_line(workspace, override, says):  # noqa: F811 (the imported fixture)
     line = one_error_line(rlhf("round", "--iter", "1", "-w", str(workspace), "--set", override))
     assert says in line, line
 
 
-def test_bad_beta_in_rlhf_yaml_names_the_file_and_key(workspace):
+def test_bad_beta_in_rlhf_yaml_names_the_file_and_key(workspace):  # noqa: F811 (the imported fixture)
     cfg = workspace / "rlhf.yaml"
     text = cfg.read_text()
     try:
@@ -36,7 +28,7 @@ def test_bad_beta_in_rlhf_yaml_names_the_file_and_key(workspace):
         cfg.write_text(text)
 
 
-def test_ppo_is_accepted(workspace):
+def test_ppo_is_accepted(workspace):  # noqa: F811 (the imported fixture)
     from rlhf.config import validate
 
     assert validate({"policy": {"methods": ["dpo", "ppo", "best_of_n"]}}).policy.methods == ["dpo", "ppo", "best_of_n"]

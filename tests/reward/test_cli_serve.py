@@ -6,11 +6,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+
+from tests.processes import healthy, wait_ready
 
 from .serving import TOKEN, auth
 from .test_api import items
@@ -42,16 +43,7 @@ def test_serve_scores_over_http_and_stops_cleanly(tiny_rm, tmp_path):
                             text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:  # until the server answers its health check (or dies)
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
+        wait_ready(healthy(f"{url}/healthz"), proc, "rlhf reward serve", 120, proc.stderr.read)
         # The served process scores in its model worker process: same numbers as in process,
         # one request with everything and one request per input (concurrent, so batched by the server).
         data = items(24, seed=5)
