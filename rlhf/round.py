@@ -47,6 +47,8 @@ class StageContext:
     incumbent_id: int
     annotator: str  # human | simulated
     overrides: list[str] = field(default_factory=list)
+    # Things a stage loads once and uses from several places (e.g. the reward models); gone with the context.
+    loaded: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def dir(self) -> Path:

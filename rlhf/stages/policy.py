@@ -107,7 +107,8 @@ def dpo(ctx, incumbent, out_dir) -> dict:
     c = ctx.cfg.policy.dpo
     tasks = judged_tasks(ctx.store, ctx.iter)
     if c.data == "round":
-        tasks = [t for t in tasks if t.judgment.task_id in _round_task_ids(ctx)]
+        this_round = _round_task_ids(ctx)
+        tasks = [t for t in tasks if t.judgment.task_id in this_round]
     rows = as_trl_rows(to_pairs(tasks).helpful, with_margin=False)
     if c.reward_pairs_prompts:
         # More pairs than humans gave: best over worst of fresh samples, by the reward models.

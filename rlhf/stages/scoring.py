@@ -28,9 +28,18 @@ def reward_fn(ctx, url: str | None = None) -> ScoreFn:
     heads = {head: latest_models(ctx, "reward", f"rm-{head}") for head in ("helpful", "safety")}
     if heads["helpful"] is None:
         raise NoRewardModel("no helpfulness reward model this round (too few preference pairs)")
+    threshold = ctx.cfg.reward.safety_threshold
+    # Best-of-n, DPO's reward pairs and PPO in one stage share the loaded models (ctx.loaded lives as
+    # long as the stage's context, so a retrained model is never served from a stale copy).
+    key = ("reward_fn", url, tuple((h, m.id) for h, m in heads.items() if m is not None))
+    if key not in ctx.loaded:
+        ctx.loaded[key] = _combined(ctx, heads, url, threshold)
+    return ctx.loaded[key]
+
+
+def _combined(ctx, heads, url: str | None, threshold: float | None) -> ScoreFn:
     scorers = {head: (_api_scorer(url, m.name) if url else _local_scorer(ctx, m.path))
                for head, m in heads.items() if m is not None}
-    threshold = ctx.cfg.reward.safety_threshold
 
     def score_fn(rows: list[PromptRow], texts: list[str]) -> list[float]:
         items = [(r.messages, t) for r, t in zip(rows, texts, strict=True)]
