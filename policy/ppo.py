@@ -155,12 +155,14 @@ def response_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, context: in
 def batch_rows(prompts: list[PromptRow], update: int, per_process: int, processes: int, rank: int,
                seed: int) -> list[PromptRow]:
     """The prompts of one update: consecutive slices of a fresh seeded permutation per pass over the data."""
+    perms: dict[int, torch.Tensor] = {}  # one permutation per pass, not one per prompt
     out = []
     for i in range(per_process):
         j = (update * processes + rank) * per_process + i
         epoch, pos = divmod(j, len(prompts))
-        perm = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
-        out.append(prompts[int(perm[pos])])
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed * 7919 + epoch))
+        out.append(prompts[int(perms[epoch][pos])])
     return out
 
 
