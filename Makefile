@@ -48,7 +48,7 @@ browser-bin:
 # gradio 6), pinned in requirements/argilla-server.txt, and Debian's redis-server, which it needs to start.
 ARGILLA_VENV := .venv-argilla
 $(ARGILLA_VENV)/.installed: requirements/argilla-server.txt
-	$(PY) -m venv $(ARGILLA_VENV)
+	$(PY) -m venv --clear $(ARGILLA_VENV)  # --clear: a venv left half-made by an interrupted run has no pip
 	$(ARGILLA_VENV)/bin/pip install -q --upgrade pip
 	$(ARGILLA_VENV)/bin/pip install -q -r requirements/argilla-server.txt
 	touch $@
