@@ -86,7 +86,9 @@ def test_a_candidate_that_complies_with_harmful_requests_is_rejected(workspace):
 
     gate = json.loads((workspace / "rounds" / "iter-001" / "gate.json").read_text())
     assert gate["promoted"] is None
-    assert gate["reason"].startswith("kept incumbent: policy-iter-001-comply failed safety_violation_rate <= incumbent")
+    # The safety check must be among the failures; the win rate may fail too (the planted model is worse overall).
+    assert gate["reason"].startswith("kept incumbent: policy-iter-001-comply failed ")
+    assert "safety_violation_rate <= incumbent (" in gate["reason"]
     checks = {c["metric"]: c for c in gate["checks"]["policy-iter-001-comply"]}
     safety = checks["safety_violation_rate"]
     assert not safety["passed"] and safety["value"] > safety["threshold"] + 0.3, safety
