@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -231,23 +233,23 @@ def _wait_for_locked(s: Session, locking_query: Select[tuple[schema.Task]]) -> s
 
 
 def _lease(s: Session, task_id: int, annotator_id: int, until: datetime, now: datetime) -> None:
+    A = schema.Assignment
     # Housekeeping under the task lock: lapsed leases of this task show as expired.
     s.execute(
-        update(schema.Assignment)
-        .where(
-            schema.Assignment.task_id == task_id,
-            schema.Assignment.status == LIVE,
-            schema.Assignment.leased_until <= now,
-        )
+        update(A)
+        .where(A.task_id == task_id, A.status == LIVE, A.leased_until <= now)
         .values(status="expired")
         .execution_options(synchronize_session="fetch")
     )
-    row = _assignment(s, task_id, annotator_id)
-    if row is None:
-        s.add(schema.Assignment(task_id=task_id, annotator_id=annotator_id, leased_until=until, status=LIVE))
-    else:
-        row.status, row.leased_until = LIVE, until
-    s.flush()
+    # One upsert instead of a read then an insert or update. The row it may overwrite is this
+    # annotator's lapsed lease: tasks they judged or skipped are never offered to them again.
+    insert = pg_insert if _is_postgres(s) else sqlite_insert
+    s.execute(
+        insert(A)
+        .values(task_id=task_id, annotator_id=annotator_id, leased_until=until, status=LIVE)
+        .on_conflict_do_update(index_elements=[A.task_id, A.annotator_id],
+                               set_={"status": LIVE, "leased_until": until})
+    )
 
 
 def validate_judgment(task: schema.Task, judgment: types.Judgment) -> None:
@@ -309,15 +311,25 @@ def submit_once(
             f"judgment source must be one of {', '.join(schema.JUDGMENT_SOURCES)}, not {source!r}"
         )
     task = _locked_task(s, task_id)
-    annotator = _annotator(s, annotator_id)
-    J = schema.Judgment
-    existing = s.scalar(select(J).where(J.task_id == task_id, J.annotator_id == annotator_id))
+    N, J, A = schema.Annotator, schema.Judgment, schema.Assignment
+    # The annotator, their judgment of the task and their assignment in one round trip.
+    found = s.execute(
+        select(N, J, A)
+        .outerjoin(J, and_(J.task_id == task_id, J.annotator_id == N.id))
+        .outerjoin(A, and_(A.task_id == task_id, A.annotator_id == N.id))
+        .where(N.id == annotator_id)
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if found is None:
+        raise UserError(f"no annotator with id {annotator_id}")
+    annotator, existing, assignment = found
+    if not annotator.active:
+        raise UserError(f"annotator {annotator.name} is deactivated")
     if existing is not None:
         return existing, False
     if judgment.annotator and judgment.annotator != annotator.name:
         raise UserError(f"judgment is signed by {judgment.annotator!r}, submitted as {annotator.name!r}")
     validate_judgment(task, judgment)
-    assignment = _assignment(s, task_id, annotator_id)
     if require_lease and (assignment is None or assignment.status == "skipped"):
         raise UserError(f"task {task_id} is not assigned to {annotator.name}")
     now = schema.utcnow()

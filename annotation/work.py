@@ -79,24 +79,31 @@ class Submitted:
 
 
 def _view(s, task: schema.Task, annotator_id: int) -> TaskView:
-    cands = queue.task_candidates(s, task)
-    if len(cands) > len(LABELS):
-        raise UserError(f"task {task.id} has {len(cands)} candidates; the screen shows at most {len(LABELS)}")
-    A, P, R = schema.Assignment, schema.Prompt, schema.Round
-    # The prompt, the round and this annotator's lease in one statement (each is a round trip on PostgreSQL).
-    messages, round_iter, until = s.execute(
-        select(P.messages, R.iter, A.leased_until)
+    n = len(task.display_order)
+    if n > len(LABELS):
+        raise UserError(f"task {task.id} has {n} candidates; the screen shows at most {len(LABELS)}")
+    A, C, P, R = schema.Assignment, schema.Candidate, schema.Prompt, schema.Round
+    # The candidates, the prompt, the round and this annotator's lease in one statement
+    # (each statement is a round trip on PostgreSQL).
+    rows = s.execute(
+        select(C.id, C.text, P.messages, R.iter, A.leased_until)
         .select_from(A)
         .join(P, P.id == task.prompt_id)
         .join(R, R.id == task.round_id)
+        .join(C, C.id.in_([int(i) for i in task.candidate_ids]))
         .where(A.task_id == task.id, A.annotator_id == annotator_id)
-    ).one()
+    ).all()
+    if not rows:
+        raise UserError(f"task {task.id} is not leased to annotator {annotator_id}")
+    texts = {r.id: r.text for r in rows}
+    _, _, messages, round_iter, until = rows[0]
+    order = [int(i) for i in task.display_order if int(i) in texts]
     return TaskView(
         task_id=task.id,
         round_id=task.round_id,
         round_iter=round_iter,
         messages=list(messages),
-        candidates=[CandidateView(c.id, LABELS[i], c.text) for i, c in enumerate(cands)],
+        candidates=[CandidateView(cid, LABELS[i], texts[cid]) for i, cid in enumerate(order)],
         leased_until=until.isoformat() if until else "",
     )
 

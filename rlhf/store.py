@@ -126,9 +126,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
-        self._readonly_sessions = sessionmaker(
-            bind=engine.execution_options(rlhf_readonly=True), expire_on_commit=False
-        )
+        readonly: dict[str, Any] = {"rlhf_readonly": True}
+        if engine.dialect.name == "postgresql":
+            # Under READ COMMITTED every statement takes its own snapshot anyway, so a read-only
+            # transaction adds nothing but its BEGIN and COMMIT round trips.
+            readonly["isolation_level"] = "AUTOCOMMIT"
+        self._readonly_sessions = sessionmaker(bind=engine.execution_options(**readonly), expire_on_commit=False)
 
     @property
     def backend(self) -> str:

@@ -156,3 +156,31 @@ def test_headers_healthz_and_login_form(store: Store) -> None:
     assert scripts > 0 and ui.text.count(f'<script nonce="{nonce}"') == scripts
     with store.session(readonly=True) as s:
         assert s.scalar(select(func.count(schema.Judgment.id))) == 0
+
+
+@pytest.mark.postgres
+def test_a_lease_and_a_submit_stay_within_their_statement_budget(pg_url: str) -> None:
+    """On PostgreSQL every statement is a round trip, and round trips are most of a request's latency
+    under load (benchmarks/bench_annotation.py). The budgets are today's counts: a change that adds a
+    statement to the hot path should be a decision, not an accident."""
+    from sqlalchemy import event
+
+    store = Store.open(pg_url)
+    try:
+        tasks = add_tasks(store, 1, prompts=2, candidates=2, overlap=2)
+        creds = add_people(store, {"a": "annotator"})
+        (c,) = _clients(store, 1)
+        _login(c, "a", creds["a"])
+        statements: list[str] = []
+        event.listen(store.engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+
+        task = c.post("/api/tasks/next").json()["task"]
+        # Identity, annotator lock, own lease, search, re-count, expiry, upsert, view.
+        assert task["task_id"] == tasks[0] and len(statements) == 8, statements
+        statements.clear()
+        ids = [x["id"] for x in task["candidates"]]
+        r = c.post(f"/api/tasks/{tasks[0]}/judgment", json={"ranking": [[ids[0]], [ids[1]]]})
+        # Identity, task lock, annotator + judgment + assignment, insert, assignment update.
+        assert r.status_code == 200 and len(statements) == 5, statements
+    finally:
+        store.dispose()
