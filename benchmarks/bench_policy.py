@@ -8,7 +8,9 @@ a ~20M-parameter one. For each:
 - PPO (policy/ppo.py): `--updates` updates of `--batch` prompts x `--tokens` new tokens, against a
   reward model of the same size (reward/score.py, as the round scores). Episodes/s, and the share
   of the time spent in generation (rollout), reward scoring and training (log-probs, values,
-  reference, GAE and the PPO epochs).
+  reference, GAE and the PPO epochs); once per rollout backend of `--rollouts` (transformers on
+  the live weights, the baseline; vLLM with the weights pushed into its engine after each update,
+  the push counted as generation time).
 - DPO (TRL's DPOTrainer): steps/s over `--pairs` synthetic pairs, with and without precomputed
   reference log-probs (with them the reference model is run once before training, not every step).
 - Achieved FLOP/s, counted as 2 x parameters per token forward and 6 x per token trained (the
@@ -46,7 +48,7 @@ def matmul_peak(seconds: float = 3.0) -> float:
     return 2 * 2048**3 * n / (time.perf_counter() - start)
 
 
-def bench_ppo(path: Path, params: int, args) -> dict:
+def bench_ppo(path: Path, params: int, args, rollouts: str) -> dict:
     from policy.ppo import PPOConfig, train_ppo
     from reward.score import score
     from rlhf.models import load_causal_lm, load_reward_model, load_tokenizer
@@ -66,7 +68,8 @@ def bench_ppo(path: Path, params: int, args) -> dict:
 
     rows = prompts(args.batch * args.updates)
     cfg = PPOConfig(total_episodes=args.batch * args.updates, batch_size=args.batch, mini_batch_size=args.batch // 4,
-                    ppo_epochs=4, learning_rate=1e-5, max_new_tokens=args.tokens, missing_eos_penalty=1.0, seed=0)
+                    ppo_epochs=4, learning_rate=1e-5, max_new_tokens=args.tokens, missing_eos_penalty=1.0, seed=0,
+                    rollout_backend=rollouts)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         summary = train_ppo(load_causal_lm(str(path)), tok, load_reward_model(str(path)), rows, score_fn, Path(out),
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--pairs", type=int, default=64)
+    ap.add_argument("--rollouts", default="transformers,vllm", help="PPO rollout backends, comma-separated")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -123,21 +127,25 @@ def main() -> None:
     peak = matmul_peak()
     print(f"threads {args.threads}; fp32 matmul peak (2048^3, baseline) {peak / 1e9:.0f} GFLOP/s; "
           f"load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
-    lines = ["| model | params | PPO episodes/s | generation | scoring | training | generated tok/s | "
+    lines = ["| model | params | PPO rollouts | PPO episodes/s | generation | scoring | training | generated tok/s | "
              "PPO GFLOP/s (% of peak) | DPO steps/s, precomputed ref | DPO steps/s, live ref | DPO GFLOP/s (% of peak) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         for name, (hidden, layers, heads) in MODELS.items():
             path = Path(tmp) / f"m{hidden}"
             params = build_model(path, hidden, layers, heads)
-            ppo = bench_ppo(path, params, args)
             pre = bench_dpo(path, params, args, precompute=True)
             live = bench_dpo(path, params, args, precompute=False)
-            lines.append(
-                f"| {name} | {params / 1e6:.1f}M | {ppo['episodes_s']:.2f} | {ppo['gen']:.0%} | {ppo['score']:.0%} | "
-                f"{ppo['train']:.0%} | {ppo['gen_tok_s']:.0f} | {ppo['flops'] / 1e9:.1f} ({ppo['flops'] / peak:.0%}) | "
-                f"{pre['steps_s']:.2f} | {live['steps_s']:.2f} | {pre['flops'] / 1e9:.1f} ({pre['flops'] / peak:.0%}) |")
-            print(lines[-1], file=sys.stderr)
+            dpo = (f"{pre['steps_s']:.2f} | {live['steps_s']:.2f} | "
+                   f"{pre['flops'] / 1e9:.1f} ({pre['flops'] / peak:.0%})")
+            for i, rollouts in enumerate(args.rollouts.split(",")):
+                ppo = bench_ppo(path, params, args, rollouts)
+                first = f"| {name} | {params / 1e6:.1f}M" if i == 0 else "| |"
+                lines.append(
+                    f"{first} | {rollouts} | {ppo['episodes_s']:.2f} | {ppo['gen']:.0%} | {ppo['score']:.0%} | "
+                    f"{ppo['train']:.0%} | {ppo['gen_tok_s']:.0f} | {ppo['flops'] / 1e9:.1f} ({ppo['flops'] / peak:.0%})"
+                    f" | {dpo if i == 0 else '| |'} |")
+                print(lines[-1], file=sys.stderr)
     print("\n".join(lines))
     print(f"\nbaseline: fp32 matmul peak {peak / 1e9:.0f} GFLOP/s on {args.threads} thread(s); load average "
           f"{os.getloadavg()[0]:.1f}; CPU only (no GPU lent this session)")

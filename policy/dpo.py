@@ -16,7 +16,7 @@ class DPORunConfig:
     beta: float = 0.5
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
     loss_weights: list[float] | None = None
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     epochs: float = 1.0
     batch_size: int = 16
     max_length: int = 160

@@ -160,10 +160,12 @@ class RewardConfig(Section):
 class DPOConfig(Section):
     beta: float = Field(0.5, gt=0, description="DPO temperature.")
     loss_type: list[str] = Field(["sigmoid"], min_length=1, description="TRL loss variants (sigmoid, ipo, robust, ...).")
-    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate.")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate.")
     epochs: float = Field(1.0, gt=0, description="Epochs over the round's pairs.")
     batch_size: int = Field(16, ge=1, description="Pairs per step.")
-    sft_weight: float = Field(0.0, ge=0, description="Weight of an added SFT loss on chosen responses (TRL `sft` loss).")
+    sft_weight: float = Field(
+        1.0, ge=0, description="Weight of an added SFT loss on chosen responses (TRL `sft` loss; 0 = none)."
+    )
     data: Literal["round", "all"] = Field("all", description="Pairs to train on: `all` rounds' so far, or this `round`'s only.")
     precompute_ref_log_probs: bool = Field(
         True, description="Compute the reference model's log-probs once before training (no reference model in memory)."
@@ -194,8 +196,8 @@ class PPOConfig(Section):
     batch_size: int = Field(64, ge=1, description="Prompts per rollout (per process).")
     mini_batch_size: int = Field(16, ge=1, description="Rollouts per optimiser step.")
     ppo_epochs: int = Field(4, ge=1, description="Passes over each rollout batch.")
-    learning_rate: float = Field(5e-5, gt=0, description="AdamW learning rate (policy and value model).")
-    kl_coef: float = Field(0.05, ge=0, description="Initial weight of the per-token KL penalty to the reference.")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW learning rate (policy and value model).")
+    kl_coef: float = Field(0.2, ge=0, description="Initial weight of the per-token KL penalty to the reference.")
     adaptive_kl: bool = Field(True, description="Adapt the KL weight toward `target_kl` (Ziegler et al.).")
     target_kl: float = Field(6.0, gt=0, description="Target KL to the reference, nats per completion.")
     gamma: float = Field(1.0, gt=0, le=1, description="Discount.")

@@ -175,6 +175,12 @@ def _data_of(ctx, method: str, result: dict) -> dict:
 SUMMARY = "training_summary.json"  # beside the weights: how the candidate was trained (steps, resumes)
 
 
+def _made_with(ctx, method: str, incumbent) -> dict:
+    """What decides a method's candidate besides the round's data: its settings, the base policy, the seed."""
+    return {"method": method, "settings": getattr(ctx.cfg.policy, method).model_dump(mode="json"),
+            "base": incumbent.name, "seed": ctx.cfg.seed}
+
+
 def _read_summary(folder: Path) -> dict:
     try:
         return json.loads((folder / SUMMARY).read_text())
@@ -188,13 +194,17 @@ def run(ctx) -> dict:
     for method in ctx.cfg.policy.methods:
         name = policy_name(ctx, method)
         final = ctx.ws.model_path(name)
+        made_with = _made_with(ctx, method, incumbent)
         if final.exists():
-            # Renamed into place only when complete: a rerun after a crash keeps it.
-            results[method] = {"reused": True, **_read_summary(final)}
-            continue
+            # Renamed into place only when complete: a rerun after a crash keeps it, unless
+            # it was made another way (`--redo policy` after a settings change trains anew).
+            summary = _read_summary(final)
+            if summary.get("made_with") == made_with:
+                results[method] = {"reused": True, **summary}
+                continue
         try:
             with atomic_dir(final) as tmp:
-                results[method] = METHODS[method](ctx, incumbent, tmp)
+                results[method] = {**METHODS[method](ctx, incumbent, tmp), "made_with": made_with}
                 if is_main_process():
                     (tmp / SUMMARY).write_text(json.dumps(results[method], default=str))
         except MethodSkipped as why:

@@ -33,8 +33,12 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 # A small held-out share so that the helpfulness head has enough pairs to train (PPO needs it).
+# No SFT term in DPO here: TRL averages its token NLL over each process's batch, so two processes
+# weigh tokens differently from one (by design, as a per-device token mean does) and the weights
+# would differ for that reason rather than a sharding mistake.
 SAME_DATA = ["policy.methods=[dpo,best_of_n]", "reward.batch_size=2", "policy.dpo.batch_size=2",
-             "policy.best_of_n.batch_size=2", "policy.dpo.reward_pairs_prompts=8", "reward.eval_fraction=0.05"]
+             "policy.best_of_n.batch_size=2", "policy.dpo.reward_pairs_prompts=8", "reward.eval_fraction=0.05",
+             "policy.dpo.sft_weight=0"]
 PPO = ["policy.methods=[dpo,best_of_n,ppo]", "policy.ppo.episodes=16", "policy.ppo.batch_size=4",
        "policy.ppo.mini_batch_size=2", "policy.ppo.checkpoint_steps=1",
        # The round goes on to evaluate and gate; they are not what is compared here.

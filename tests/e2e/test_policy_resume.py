@@ -47,3 +47,10 @@ def test_dpo_and_ppo_killed_mid_training_resume_from_the_last_checkpoint(workspa
     models = {m["name"]: m for m in json.loads(rlhf("status", "--json", "-w", ws).stdout)["models"]}
     assert {"policy-iter-001-dpo", "policy-iter-001-ppo"} <= set(models)
     assert models["policy-iter-001-ppo"]["method"] == "ppo"
+
+    # --redo policy after a settings change trains the changed method anew and keeps the unchanged one.
+    r = rlhf(*with_tiny("round", "--iter", "1", "-w", ws), *OPTS, "--redo", "policy", "--set", "policy.dpo.beta=0.2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    redone = summary(workspace, "dpo")
+    assert redone["made_with"]["settings"]["beta"] == 0.2 and "reused" not in redone, redone
+    assert summary(workspace, "ppo") == ppo
