@@ -104,7 +104,11 @@ def _annotator(s: Session, annotator_id: int, lock: bool = False) -> schema.Anno
     if lock:
         # NO KEY UPDATE: other transactions' foreign-key checks on this row do not wait for it.
         q = q.with_for_update(key_share=True)
-    row = s.scalar(q)
+    return _usable(s.scalar(q), annotator_id)
+
+
+def _usable(row: schema.Annotator | None, annotator_id: int) -> schema.Annotator:
+    """The annotator row, if it exists and is active; a UserError otherwise."""
     if row is None:
         raise UserError(f"no annotator with id {annotator_id}")
     if not row.active:
@@ -320,11 +324,8 @@ def submit_once(
         .where(N.id == annotator_id)
         .execution_options(populate_existing=True)
     ).one_or_none()
-    if found is None:
-        raise UserError(f"no annotator with id {annotator_id}")
-    annotator, existing, assignment = found
-    if not annotator.active:
-        raise UserError(f"annotator {annotator.name} is deactivated")
+    annotator, existing, assignment = found if found is not None else (None, None, None)
+    annotator = _usable(annotator, annotator_id)
     if existing is not None:
         return existing, False
     if judgment.annotator and judgment.annotator != annotator.name:

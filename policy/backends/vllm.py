@@ -162,15 +162,15 @@ class VLLMBackend:
         try:
             with _parameters_left_stale() as stale:
                 llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+            if stale:
+                raise CannotLoadWeights(f"vLLM got no new weights for {', '.join(sorted(stale))}")
+            if not llm.reset_prefix_cache():
+                raise CannotLoadWeights("vLLM could not drop its prefix cache after new weights")
         except Exception as err:
             self.close()
+            if isinstance(err, CannotLoadWeights):
+                raise CannotLoadWeights(f"{err} (engine closed)") from None
             raise CannotLoadWeights(f"vLLM could not load the new weights (engine closed): {_first_line(err)}") from err
-        if stale:
-            self.close()
-            raise CannotLoadWeights(f"vLLM got no new weights for {', '.join(sorted(stale))} (engine closed)")
-        if not llm.reset_prefix_cache():
-            self.close()
-            raise CannotLoadWeights("vLLM could not drop its prefix cache after new weights (engine closed)")
 
     def _engine(self):
         if getattr(self, "llm", None) is None:

@@ -222,7 +222,7 @@ def run(ctx) -> dict:
                               method=method, status="candidate",
                               lineage={"parent": incumbent.name, "reward_models": rms,
                                        "data": _data_of(ctx, method, results[method]),
-                                       "config": getattr(ctx.cfg.policy, method).model_dump(mode="json")})
+                                       "config": results[method]["made_with"]["settings"]})
 
     complete(ctx, "policy", results,
              [("policy", ctx.ws.model_path(policy_name(ctx, m))) for m in produced], register)

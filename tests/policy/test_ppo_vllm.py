@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -85,12 +84,16 @@ def test_weights_left_out_close_the_engine_instead_of_sampling_from_old_ones(cha
         engine.close()
 
 
-def test_an_engine_in_another_process_cannot_take_weights():
-    # What VLLM_ENABLE_V1_MULTIPROCESSING=1 gives: an engine client that is not the in-process one.
-    engine = VLLMBackend.__new__(VLLMBackend)
-    engine.llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=object()))
-    with pytest.raises(CannotLoadWeights, match="runs in another process .*VLLM_ENABLE_V1_MULTIPROCESSING=0"):
-        engine.load_weights([])
+@pytest.mark.slow
+def test_an_engine_in_another_process_cannot_take_weights(chat_model, monkeypatch):
+    # A real engine in its own process (VLLM_ENABLE_V1_MULTIPROCESSING=1): no weight copy reaches it.
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    engine = VLLMBackend(str(chat_model), VLLMConfig())
+    try:
+        with pytest.raises(CannotLoadWeights, match="runs in another process .*VLLM_ENABLE_V1_MULTIPROCESSING=0"):
+            engine.load_weights(load_causal_lm(str(chat_model)).state_dict().items())
+    finally:
+        engine.close()
 
 
 def test_merged_weights_of_a_lora_policy_are_peft_merged_weights_under_plain_names(chat_model):
