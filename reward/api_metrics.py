@@ -23,7 +23,7 @@ class Metrics:
         self.padded_tokens = Counter("rlhf_reward_padded_tokens", "Tokens in forward passes, padding included.",
                                      ["model"], registry=r)
         self.inputs = Counter("rlhf_reward_inputs", "Inputs scored.", ["model"], registry=r)
-        self.queue = Gauge("rlhf_reward_queue_inputs", "Inputs waiting for a forward pass.", ["model"], registry=r)
+        self.queue = Gauge("rlhf_reward_queue_inputs", "Inputs accepted and not yet scored.", ["model"], registry=r)
         self.rejected = Counter("rlhf_reward_rejected", "Requests refused before scoring, by reason.", ["reason"],
                                 registry=r)
 
@@ -33,14 +33,11 @@ class Metrics:
         self.requests.labels(label, str(status)).inc()
         self.latency.labels(label).observe(seconds)
 
-    def batch_observer(self, model: str) -> Callable[[int, int, float], None]:
-        def observe(size: int, padded: int, seconds: float) -> None:
-            self.batch_size.labels(model).observe(size)
-            self.batch_seconds.labels(model).observe(seconds)
-            self.padded_tokens.labels(model).inc(padded)
-            self.inputs.labels(model).inc(size)
-
-        return observe
+    def observe_batch(self, model: str, size: int, padded: int, seconds: float) -> None:
+        self.batch_size.labels(model).observe(size)
+        self.batch_seconds.labels(model).observe(seconds)
+        self.padded_tokens.labels(model).inc(padded)
+        self.inputs.labels(model).inc(size)
 
     def watch_queue(self, model: str, depth: Callable[[], int]) -> None:
         self.queue.labels(model).set_function(depth)

@@ -8,8 +8,9 @@
     GET  /openapi.json, /docs
 
 Every route but /healthz and the OpenAPI document needs `Authorization: Bearer TOKEN`.
-Scores come from reward/score.py's `forward` on batches formed by reward/batching.py, so
-they equal in-process scores up to float noise. Limits answer with 413 (body bytes, inputs
+Scores come from reward/score.py's `forward` on batches formed by reward/batching.py (in the
+model worker process, reward/worker.py, or on a thread here), so they equal in-process
+scores up to float noise. Limits answer with 413 (body bytes, inputs
 per request, tokens per input), a full queue with 429 and Retry-After; every error is JSON
 `{"error": {"type", "message"}, "request_id"}` and every response carries X-Request-ID.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -44,9 +44,10 @@ from reward.api_schema import (
     Usage,
     error_responses,
 )
-from reward.batching import BatchSettings, MicroBatcher, QueueFull, ShuttingDown
+from reward.batching import BatchSettings, Forward
+from reward.dispatch import Dispatcher, InProcess, QueueFull, ShuttingDown
 from reward.http_guard import HttpGuard, request_id_of
-from reward.score import encode, encode_conversation, encode_text, forward
+from reward.score import encode, encode_conversation, encode_text, forward, padded_tokens
 from reward.worker import WorkerError
 
 log = logging.getLogger("rlhf.reward.server")
@@ -71,9 +72,6 @@ class LoadedModel:
     @property
     def max_tokens(self) -> int:
         return self.max_positions
-
-
-Forward = Callable[[list[list[int]]], list[float]]
 
 
 def default_forward(m: LoadedModel) -> Forward:
@@ -123,29 +121,28 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(models: list[LoadedModel], settings: ServerSettings,
-               forward_factory: Callable[[LoadedModel], Forward] = default_forward) -> FastAPI:
+               forward_factory: Callable[[LoadedModel], Forward] = default_forward,
+               dispatcher: Dispatcher | None = None) -> FastAPI:
+    """The API over `models`. Forward passes run on a thread here (`forward_factory` makes each
+    model's), or wherever `dispatcher` sends them (reward/worker.py's ForwardProcess)."""
     if not models:
         raise ValueError("serve at least one model")
     by_name = {m.name: m for m in models}
     metrics = Metrics()
-    batchers: dict[str, MicroBatcher] = {}
+    if dispatcher is None:
+        dispatcher = InProcess(lambda: {m.name: forward_factory(m) for m in models}, settings.batch,
+                               lambda name, seqs: padded_tokens(by_name[name].model, seqs))
+    dispatcher.on_batch = metrics.observe_batch
+    for m in models:
+        metrics.watch_queue(m.name, partial(dispatcher.queued, m.name))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        # One forward thread for all models (it runs the passes, or waits on the worker process):
-        # concurrent passes would only compete for the same cores.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-forward")
-        for m in models:
-            b = MicroBatcher(forward_factory(m), settings.batch, executor, metrics.batch_observer(m.name))
-            b.start()
-            metrics.watch_queue(m.name, lambda b=b: b.queued)
-            batchers[m.name] = b
+        dispatcher.start()
         try:
             yield
         finally:
-            for b in batchers.values():
-                await b.stop()
-            executor.shutdown(wait=False, cancel_futures=True)
+            await dispatcher.stop()
 
     app = FastAPI(title="RLHF reward-model API", version="1", lifespan=lifespan,
                   description="Scores responses with trained reward models. Send `Authorization: Bearer TOKEN`.")
@@ -186,7 +183,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
 
     async def run(m: LoadedModel, seqs: list[list[int]]) -> list[float]:
         try:
-            return await batchers[m.name].submit(seqs)
+            return await dispatcher.submit(m.name, seqs)
         except QueueFull as err:
             metrics.rejected.labels("queue_full").inc()
             raise ApiError(429, "queue_full", str(err), {"Retry-After": "1"}) from None
@@ -240,7 +237,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.metrics = metrics
-    app.state.batchers = batchers
+    app.state.dispatcher = dispatcher
     return app
 
 

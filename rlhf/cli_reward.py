@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -113,7 +112,7 @@ def serve(
     targets = resolve_models(model, workspace)
     check_port(host, port)
     set_threads(threads or os.cpu_count() or 1)
-    from reward.server import ServerSettings, create_app, default_forward, load_model
+    from reward.server import ServerSettings, create_app, load_model
     from reward.worker import ForwardProcess, ModelSpec, WorkerError
 
     loaded = [load_model(name, path, trust, dtype, weights=not worker_process) for name, path in targets]
@@ -123,10 +122,10 @@ def serve(
     worker = None
     if worker_process:
         try:
-            worker = ForwardProcess([ModelSpec(n, p, trust, dtype) for n, p in targets], threads)
+            worker = ForwardProcess([ModelSpec(n, p, trust, dtype) for n, p in targets], threads, settings.batch)
         except WorkerError as e:
             raise UserError(str(e)) from None
-    api = create_app(loaded, settings, (lambda m: partial(worker.forward, m.name)) if worker else default_forward)
+    api = create_app(loaded, settings, dispatcher=worker)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     err.print(f"serving {', '.join(n for n, _ in targets)} on {where} (OpenAPI: {where}/docs)")
     try:

@@ -215,7 +215,7 @@ def test_a_full_queue_answers_429_and_recovers(rm):
 
         return forward
 
-    settings = ServerSettings(token=TOKEN, batch=BatchSettings(max_batch_size=4, max_wait_ms=0, max_queue=2))
+    settings = ServerSettings(token=TOKEN, batch=BatchSettings(max_batch_size=4, max_wait_ms=0, max_queue=3))
     app = create_app([rm], settings, forward_factory=gated)
     one = {"prompt": "q", "responses": ["amber"]}
     two = {"prompt": "q", "responses": ["amber", "basil"]}
@@ -224,12 +224,12 @@ def test_a_full_queue_answers_429_and_recovers(rm):
         first = pool.submit(c.post, "/v1/score", json=one)
         assert entered.wait(30)  # the first input is inside a forward pass, which is held
         second = pool.submit(c.post, "/v1/score", json=two)
-        batcher = app.state.batchers["tiny-rm"]
-        for _ in range(3000):  # until the second request's two inputs wait in the queue
-            if batcher.queued == 2:
+        dispatcher = app.state.dispatcher
+        for _ in range(3000):  # until the second request's two inputs are accepted too (3 of 3)
+            if dispatcher.queued("tiny-rm") == 3:
                 break
             threading.Event().wait(0.01)
-        assert batcher.queued == 2
+        assert dispatcher.queued("tiny-rm") == 3
         refused = c.post("/v1/score", json=one)
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
         assert refused.json()["error"]["type"] == "queue_full"

@@ -1,11 +1,14 @@
-"""Length buckets and the micro-batcher's queue, without a server."""
+"""Length buckets, the batch queue and the dispatcher's bookkeeping, without a server."""
 
 import asyncio
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from reward.batching import BatchSettings, MicroBatcher, QueueFull, buckets
+from reward.batching import BatchQueue, BatchSettings, Item, buckets
+from reward.dispatch import InProcess, QueueFull, ShuttingDown
 
 
 def run_isolated(coro):
@@ -13,6 +16,11 @@ def run_isolated(coro):
     session) leaves an event loop marked running on the main thread."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def lengths_padded(_model, seqs):
+    return len(seqs) * max(map(len, seqs))
+
 
 def test_buckets_group_similar_lengths_within_size_and_token_limits():
     lengths = [50, 3, 48, 4, 5, 49, 2, 51]
@@ -25,6 +33,33 @@ def test_buckets_group_similar_lengths_within_size_and_token_limits():
     assert buckets([7, 7, 7], 1, 100) == [[0], [1], [2]]
 
 
+def test_a_take_is_one_models_inputs_in_arrival_order_cut_by_length():
+    q = BatchQueue(BatchSettings(max_batch_size=2, max_wait_ms=0, window=2))
+    now = time.monotonic()
+    q.put([Item("a1", "a", [1] * 9, now), Item("b1", "b", [1], now), Item("a2", "a", [1], now),
+           Item("a3", "a", [1] * 8, now), Item("a4", "a", [1, 1], now), Item("a5", "a", [1], now)])
+    passes = q.take()
+    # The oldest input's model; window 2 x 2 = its first four inputs; two buckets by length.
+    assert [p.model for p in passes] == ["a", "a"]
+    assert [[i.key for i in p.items] for p in passes] == [["a2", "a4"], ["a3", "a1"]]
+    assert [[i.key for i in p.items] for p in q.take()] == [["b1"]]
+    assert [[i.key for i in p.items] for p in q.take()] == [["a5"]]
+    q.close()
+    assert q.take() is None
+
+
+def test_a_take_waits_for_a_full_batch_at_most_max_wait():
+    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=10_000))
+    q.put([Item(1, "m", [1], time.monotonic())])
+    late = threading.Timer(0.05, q.put, [[Item(k, "m", [1], time.monotonic()) for k in (2, 3, 4)]])
+    late.start()
+    passes = q.take()  # returns once the batch is full, long before the 10 s wait is over
+    assert [i.key for p in passes for i in p.items] == [1, 2, 3, 4]
+    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=1))
+    q.put([Item(1, "m", [1], time.monotonic())])
+    assert [i.key for p in q.take() for i in p.items] == [1]  # alone, after its 1 ms
+
+
 def test_concurrent_submissions_share_forward_passes_and_keep_their_order():
     calls = []
 
@@ -33,28 +68,46 @@ def test_concurrent_submissions_share_forward_passes_and_keep_their_order():
         return [float(sum(s)) for s in seqs]
 
     async def main():
-        b = MicroBatcher(forward, BatchSettings(max_batch_size=8, max_wait_ms=50), ThreadPoolExecutor(1))
-        b.start()
+        d = InProcess(lambda: {"m": forward}, BatchSettings(max_batch_size=8, max_wait_ms=50), lengths_padded)
+        d.start()
         try:
-            results = await asyncio.gather(*(b.submit([[i], [i, 1]]) for i in range(8)))
+            results = await asyncio.gather(*(d.submit("m", [[i], [i, 1]]) for i in range(8)))
         finally:
-            await b.stop()
-        return results
+            await d.stop()
+        return results, d.queued("m")
 
-    results = run_isolated(main())
+    results, left = run_isolated(main())
     assert results == [[float(i), float(i + 1)] for i in range(8)]
     assert sum(calls) == 16 and len(calls) <= 4  # 16 inputs, full batches of 8 (two lengths -> two buckets each)
+    assert left == 0
 
 
-def test_a_full_queue_raises_queue_full():
+def test_a_full_queue_raises_queue_full_and_a_failed_pass_fails_only_its_requests():
+    release = threading.Event()
+
+    def forward(seqs):
+        release.wait(30)
+        if [99] in seqs:
+            raise ValueError("bad input")
+        return [0.0] * len(seqs)
+
     async def main():
-        b = MicroBatcher(lambda seqs: [0.0] * len(seqs), BatchSettings(max_queue=3), ThreadPoolExecutor(1))
-        b.start()
+        d = InProcess(lambda: {"m": forward}, BatchSettings(max_queue=3, max_wait_ms=0), lengths_padded)
+        d.start()
         try:
+            first = asyncio.ensure_future(d.submit("m", [[1]] * 3))
+            await asyncio.sleep(0)  # let it be accepted
             with pytest.raises(QueueFull):
-                await b.submit([[1]] * 4)
-            assert await b.submit([[1]] * 3) == [0.0] * 3
+                await d.submit("m", [[1]])
+            release.set()
+            assert await first == [0.0] * 3
+            assert d.queued("m") == 0
+            with pytest.raises(ValueError, match="bad input"):
+                await d.submit("m", [[99]])
+            assert await d.submit("m", [[1]]) == [0.0]
         finally:
-            await b.stop()
+            await d.stop()
+        with pytest.raises(ShuttingDown):
+            await d.submit("m", [[1]])
 
     run_isolated(main())
