@@ -9,16 +9,16 @@ order, sorts it by length and cuts it into buckets of similar length (at most
 `max_batch_size` inputs and `max_batch_tokens` padded tokens each), so short inputs are not
 padded to the length of long ones.
 
-The queue is thread-safe: the API (reward/dispatch.py) or the model worker's reader thread
-(reward/worker.py) puts inputs in while the forward loop takes them out.
+The loop receives the inputs itself, from the model worker's pipe (reward/worker.py) or from
+a thread-safe queue the API fills (reward/dispatch.py).
 """
 
 from __future__ import annotations
 
-import threading
+import queue
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
 Forward = Callable[[list[list[int]]], list[float]]
@@ -64,51 +64,68 @@ def buckets(lengths: list[int], max_batch_size: int, max_batch_tokens: int) -> l
     return out
 
 
-class BatchQueue:
-    def __init__(self, settings: BatchSettings):
-        self.settings = settings
-        self._items: deque[Item] = deque()
-        self._cond = threading.Condition()
-        self._closed = False
+# receive(timeout): the inputs that arrived, waiting up to `timeout` seconds for the first
+# (None: as long as it takes); [] when none came in time; None once the source is closed.
+Receive = Callable[[float | None], "list[Item] | None"]
 
-    def put(self, items: Iterable[Item]) -> None:
-        with self._cond:
-            self._items.extend(items)
-            self._cond.notify()
+
+class Inbox:
+    """A thread-safe `Receive`: other threads put inputs in, the forward loop receives them."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[list[Item] | None] = queue.SimpleQueue()
+
+    def put(self, items: list[Item]) -> None:
+        self._q.put(items)
 
     def close(self) -> None:
-        """Ends `take` (it returns None); inputs still waiting are left for `drain`."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
+        self._q.put(None)
 
-    def drain(self) -> list[Item]:
-        with self._cond:
-            items = list(self._items)
-            self._items.clear()
-        return items
+    def __call__(self, timeout: float | None) -> list[Item] | None:
+        try:
+            got = [self._q.get(timeout=timeout) if timeout != 0 else self._q.get_nowait()]
+            while not self._q.empty():
+                got.append(self._q.get_nowait())
+        except queue.Empty:
+            return []
+        return None if None in got else [item for items in got for item in items]
+
+
+class BatchQueue:
+    """The inputs waiting beside the forward loop, which pulls them from `receive` (the worker's
+    pipe, or the server's thread-safe queue) itself: no reader thread shares its GIL."""
+
+    def __init__(self, settings: BatchSettings, receive: Receive):
+        self.settings = settings
+        self.receive = receive
+        self._items: deque[Item] = deque()
+
+    def _pull(self, timeout: float | None) -> bool:
+        items = self.receive(timeout)
+        if items is None:
+            return False
+        self._items.extend(items)
+        return True
 
     def take(self) -> list[Pass] | None:
-        """The next forward passes; blocks while nothing waits, None once the queue is closed."""
+        """The next forward passes (waiting for inputs as long as it takes); None once the source is closed."""
         s = self.settings
-        with self._cond:
-            while not self._items and not self._closed:
-                self._cond.wait()
-            if s.max_batch_size > 1 and s.max_wait_ms > 0:
-                deadline = self._items[0].arrived + s.max_wait_ms / 1000 if self._items else 0
-                while not self._closed and len(self._items) < s.max_batch_size:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            if self._closed:
+        if not self._pull(0):
+            return None
+        while not self._items:
+            if not self._pull(None):
                 return None
-            model, limit = self._items[0].model, s.window * s.max_batch_size
-            taken: list[Item] = []
-            kept: deque[Item] = deque()
-            for item in self._items:
-                (taken if item.model == model and len(taken) < limit else kept).append(item)
-            self._items = kept
+        if s.max_batch_size > 1 and s.max_wait_ms > 0:
+            deadline = self._items[0].arrived + s.max_wait_ms / 1000
+            while len(self._items) < s.max_batch_size and (remaining := deadline - time.monotonic()) > 0:
+                if not self._pull(remaining):
+                    return None
+        model, limit = self._items[0].model, s.window * s.max_batch_size
+        taken: list[Item] = []
+        kept: deque[Item] = deque()
+        for item in self._items:
+            (taken if item.model == model and len(taken) < limit else kept).append(item)
+        self._items = kept
         groups = buckets([len(i.ids) for i in taken], s.max_batch_size, s.max_batch_tokens)
         return [Pass(model, [taken[i] for i in g]) for g in groups]
 

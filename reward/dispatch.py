@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from reward.batching import BatchQueue, BatchSettings, Forward, Item, Pass, serve_batches
+from reward.batching import BatchQueue, BatchSettings, Forward, Inbox, Item, Pass, serve_batches
 
 # (model, inputs in the pass, padded tokens, seconds): what the forward loop reports of a pass.
 BatchObserver = Callable[[str, int, int, float], None]
@@ -130,22 +130,23 @@ class InProcess(Dispatcher):
         super().__init__(settings, on_batch)
         self.forwards = forwards
         self.padded = padded
-        self._queue = BatchQueue(settings)
+        self._inbox = Inbox()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         super().start()
-        self._thread = threading.Thread(target=serve_batches, args=(self._queue, self.forwards(), self._deliver),
-                                        name="reward-forward", daemon=True)
+        self._thread = threading.Thread(
+            target=serve_batches, args=(BatchQueue(self.settings, self._inbox), self.forwards(), self._deliver),
+            name="reward-forward", daemon=True)
         self._thread.start()
 
     async def stop(self) -> None:
-        self._queue.close()
+        self._inbox.close()
         await super().stop()
 
     def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
         now = time.monotonic()
-        self._queue.put(Item((rid, i), model, s, now) for i, s in enumerate(seqs))
+        self._inbox.put([Item((rid, i), model, s, now) for i, s in enumerate(seqs)])
 
     def _deliver(self, p: Pass, result: list[float] | Exception, seconds: float) -> None:
         padded = 0 if isinstance(result, Exception) else self.padded(p.model, [i.ids for i in p.items])

@@ -113,7 +113,7 @@ def serve(
     check_port(host, port)
     set_threads(threads or os.cpu_count() or 1)
     from reward.server import ServerSettings, create_app, load_model
-    from reward.worker import ForwardProcess, ModelSpec, WorkerError
+    from reward.worker import ForwardProcess, ModelSpec, WorkerError, freeze_heap
 
     loaded = [load_model(name, path, trust, dtype, weights=not worker_process) for name, path in targets]
     settings = ServerSettings(token=token, max_tokens=max_tokens, max_inputs=max_inputs,
@@ -126,6 +126,7 @@ def serve(
         except WorkerError as e:
             raise UserError(str(e)) from None
     api = create_app(loaded, settings, dispatcher=worker)
+    freeze_heap()  # the server process only lives to serve: keep its start-up heap out of the GC's walks
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     err.print(f"serving {', '.join(n for n, _ in targets)} on {where} (OpenAPI: {where}/docs)")
     try:

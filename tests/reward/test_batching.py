@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from reward.batching import BatchQueue, BatchSettings, Item, buckets
+from reward.batching import BatchQueue, BatchSettings, Inbox, Item, buckets
 from reward.dispatch import InProcess, QueueFull, ShuttingDown
 
 
@@ -34,29 +34,32 @@ def test_buckets_group_similar_lengths_within_size_and_token_limits():
 
 
 def test_a_take_is_one_models_inputs_in_arrival_order_cut_by_length():
-    q = BatchQueue(BatchSettings(max_batch_size=2, max_wait_ms=0, window=2))
+    inbox = Inbox()
+    q = BatchQueue(BatchSettings(max_batch_size=2, max_wait_ms=0, window=2), inbox)
     now = time.monotonic()
-    q.put([Item("a1", "a", [1] * 9, now), Item("b1", "b", [1], now), Item("a2", "a", [1], now),
-           Item("a3", "a", [1] * 8, now), Item("a4", "a", [1, 1], now), Item("a5", "a", [1], now)])
+    inbox.put([Item("a1", "a", [1] * 9, now), Item("b1", "b", [1], now), Item("a2", "a", [1], now)])
+    inbox.put([Item("a3", "a", [1] * 8, now), Item("a4", "a", [1, 1], now), Item("a5", "a", [1], now)])
     passes = q.take()
     # The oldest input's model; window 2 x 2 = its first four inputs; two buckets by length.
     assert [p.model for p in passes] == ["a", "a"]
     assert [[i.key for i in p.items] for p in passes] == [["a2", "a4"], ["a3", "a1"]]
     assert [[i.key for i in p.items] for p in q.take()] == [["b1"]]
     assert [[i.key for i in p.items] for p in q.take()] == [["a5"]]
-    q.close()
+    inbox.close()
     assert q.take() is None
 
 
 def test_a_take_waits_for_a_full_batch_at_most_max_wait():
-    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=10_000))
-    q.put([Item(1, "m", [1], time.monotonic())])
-    late = threading.Timer(0.05, q.put, [[Item(k, "m", [1], time.monotonic()) for k in (2, 3, 4)]])
+    inbox = Inbox()
+    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=10_000), inbox)
+    inbox.put([Item(1, "m", [1], time.monotonic())])
+    late = threading.Timer(0.05, inbox.put, [[Item(k, "m", [1], time.monotonic()) for k in (2, 3, 4)]])
     late.start()
     passes = q.take()  # returns once the batch is full, long before the 10 s wait is over
     assert [i.key for p in passes for i in p.items] == [1, 2, 3, 4]
-    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=1))
-    q.put([Item(1, "m", [1], time.monotonic())])
+    inbox = Inbox()
+    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=1), inbox)
+    inbox.put([Item(1, "m", [1], time.monotonic())])
     assert [i.key for p in q.take() for i in p.items] == [1]  # alone, after its 1 ms
 
 
