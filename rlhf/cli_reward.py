@@ -90,7 +90,7 @@ def serve(
                                             help="Workspace whose registered models NAME refers to.")] = Path("."),
     max_batch_size: Annotated[int, typer.Option(min=1, help="Inputs per forward pass (1 = no batching).")] = 32,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits for more inputs.")] = 5.0,
-    max_queue: Annotated[int, typer.Option(min=1, help="Inputs waiting before requests get 429.")] = 1024,
+    max_queue: Annotated[int, typer.Option(min=1, help="Inputs accepted and not yet scored (per model) before requests get 429.")] = 1024,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest input in tokens (longer: 413).")] = 1024,
     max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request (more: 413).")] = 256,
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = all cores).")] = 0,
