@@ -148,8 +148,11 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
                   description="Scores responses with trained reward models. Send `Authorization: Bearer TOKEN`.")
     app.add_middleware(HttpGuard, token=settings.token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _install_error_handlers(app)
-    # Declares the scheme in the OpenAPI document; HttpGuard enforces it before routing.
+    # Declares the scheme in the OpenAPI document; HttpGuard enforces it before routing. The two
+    # scoring routes name it in their document entry instead: as a dependency it would run on
+    # every request for nothing (~75 us, 13% of a request's CPU in the server).
     bearer = Security(HTTPBearer(auto_error=False, description="The server's token (RLHF_REWARD_TOKEN)."))
+    documented_bearer = {"security": [{"HTTPBearer": []}]}
 
     def pick(name: str | None) -> LoadedModel:
         if name is None:
@@ -190,7 +193,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         except (ShuttingDown, WorkerError) as err:
             raise ApiError(503, "unavailable", str(err)) from None
 
-    @app.post("/v1/score", response_model=ScoreResponse, dependencies=[bearer],
+    @app.post("/v1/score", response_model=ScoreResponse, openapi_extra=documented_bearer,
               responses=error_responses(400, 401, 404, 413, 422, 429, 503))
     async def score(body: ScoreRequest, request: Request) -> Response:
         """Score conversations (each at its last message) or several responses to one prompt."""
@@ -210,7 +213,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
                                                    usage=Usage.model_construct(inputs=len(seqs),
                                                                                tokens=sum(map(len, seqs)))))
 
-    @app.post("/get_reward", response_model=GetRewardResponse, dependencies=[bearer],
+    @app.post("/get_reward", response_model=GetRewardResponse, openapi_extra=documented_bearer,
               responses=error_responses(400, 401, 404, 413, 422, 429, 503))
     async def get_reward(body: GetRewardRequest,
                          model: str | None = Query(None, description="Served model (default: the first).")

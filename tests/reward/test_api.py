@@ -195,6 +195,9 @@ def test_bad_requests_get_the_right_4xx_with_json_bodies(server):
         spec = c.get("/openapi.json").json()
         assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
         assert {"/v1/score", "/get_reward", "/healthz", "/metrics", "/v1/models"} <= set(spec["paths"])
+        # ... on every route that needs the token, and only there.
+        secured = {path for path, ops in spec["paths"].items() for op in ops.values() if op.get("security")}
+        assert secured == {"/v1/score", "/get_reward", "/metrics", "/v1/models"}
         assert c.get("/v1/models", headers=auth()).json()["models"][0] == {"name": "tiny-rm", "max_tokens": 200}
         metrics = c.get("/metrics", headers=auth()).text
     assert 'rlhf_reward_rejected_total{reason="unauthorized"}' in metrics
