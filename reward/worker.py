@@ -6,12 +6,11 @@ other down (about 4x for the forward pass, measured on the 2-core machine). In a
 process each gets its own interpreter and core.
 
 The child also forms the batches (reward/batching.py's forward loop): when a pass ends, it
-reads every request that arrived over the pipe meanwhile and cuts the next pass at once (one
-thread: a reader thread beside the forward pass waited up to a GIL switch interval, 5 ms, to
-queue each arrival). Were the batches formed in the server, the
-model would sit idle between passes until the busy event loop got round to reading the
-scores and sending the next batch (measured: a third of the worker's time at 32 clients).
-Scores come back over the pipe per pass and are read by the event loop when the pipe is
+reads every request that arrived over the pipe meanwhile and cuts the next pass at once. Were
+the batches formed in the server, the model would sit idle between passes until the busy event
+loop got round to reading the scores and sending the next batch (measured: about a third of
+the worker's time at 32 clients). The child has one thread: a reader thread beside the forward
+pass waited up to a GIL switch interval (5 ms) to queue each arrival. Scores come back over the pipe per pass and are read by the event loop when the pipe is
 readable (`loop.add_reader`), so no thread of the server waits on the pipe. The child runs
 reward/score.py's `forward`, so the scores are the same as in process.
 """
@@ -129,8 +128,8 @@ class ForwardProcess(Dispatcher):
         await super().stop()
 
     def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
-        # The requests of one event-loop turn go in one message: a write to the pipe (and the
-        # wake-up of the worker's reader) per request cost more than the pickling.
+        # The requests of one event-loop turn go in one message: one write to the pipe (and one
+        # wake-up of the worker) per turn instead of per request.
         self._outbox.append((rid, model, seqs))
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush)
