@@ -21,7 +21,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 
-Forward = Callable[[list[list[int]]], list[float]]
+# token ids of a pass -> (one score per input, token positions computed, padding included)
+Forward = Callable[[list[list[int]]], tuple[list[float], int]]
 
 
 @dataclass
@@ -130,17 +131,17 @@ class BatchQueue:
         return [Pass(model, [taken[i] for i in g]) for g in groups]
 
 
-Deliver = Callable[[Pass, "list[float] | Exception", float], None]
+Deliver = Callable[[Pass, "tuple[list[float], int] | Exception", float], None]
 
 
 def serve_batches(queue: BatchQueue, forwards: Mapping[str, Forward], deliver: Deliver) -> None:
-    """The forward loop: run every pass the queue gives and hand its scores (or its error, and
-    the seconds it took) to `deliver`, until the queue is closed."""
+    """The forward loop: run every pass the queue gives and hand its outcome (scores and padded
+    size, or its error) and the seconds it took to `deliver`, until the queue is closed."""
     while (passes := queue.take()) is not None:
         for p in passes:
             started = time.perf_counter()
             try:
-                result: list[float] | Exception = forwards[p.model]([i.ids for i in p.items])
+                result: tuple[list[float], int] | Exception = forwards[p.model]([i.ids for i in p.items])
             except Exception as err:  # noqa: BLE001 - the pass's requests fail (5xx), the loop lives on
                 result = err
             deliver(p, result, time.perf_counter() - started)

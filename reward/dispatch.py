@@ -84,16 +84,17 @@ class Dispatcher:
     def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
         raise NotImplementedError
 
-    def _delivered(self, model: str, keys: list[tuple[int, int]], result: list[float] | Exception,
-                   padded: int, seconds: float) -> None:
+    def _delivered(self, model: str, keys: list[tuple[int, int]], result: tuple[list[float], int] | Exception,
+                   seconds: float) -> None:
         """One forward pass's outcome, on the event loop."""
         if isinstance(result, Exception):
             for rid in {rid for rid, _ in keys}:
                 self._finish(rid, result)
             return
+        scores, padded = result
         if self.on_batch is not None:
             self.on_batch(model, len(keys), padded, seconds)
-        for (rid, i), score in zip(keys, result, strict=True):
+        for (rid, i), score in zip(keys, scores, strict=True):
             request = self._requests.get(rid)
             if request is None or request.scores[i] is not None:
                 continue
@@ -125,11 +126,10 @@ class InProcess(Dispatcher):
     """The forward loop on a thread of this process (the model shares the event loop's GIL)."""
 
     def __init__(self, forwards: Callable[[], Mapping[str, Forward]], settings: BatchSettings,
-                 padded: Callable[[str, list[list[int]]], int], on_batch: BatchObserver | None = None):
+                 on_batch: BatchObserver | None = None):
         """`forwards()` gives each model's forward function; it is called when the loop starts."""
         super().__init__(settings, on_batch)
         self.forwards = forwards
-        self.padded = padded
         self._inbox = Inbox()
         self._thread: threading.Thread | None = None
 
@@ -148,7 +148,6 @@ class InProcess(Dispatcher):
         now = time.monotonic()
         self._inbox.put([Item((rid, i), model, s, now) for i, s in enumerate(seqs)])
 
-    def _deliver(self, p: Pass, result: list[float] | Exception, seconds: float) -> None:
-        padded = 0 if isinstance(result, Exception) else self.padded(p.model, [i.ids for i in p.items])
-        self._loop.call_soon_threadsafe(self._delivered, p.model, [i.key for i in p.items], result, padded, seconds)
+    def _deliver(self, p: Pass, result: tuple[list[float], int] | Exception, seconds: float) -> None:
+        self._loop.call_soon_threadsafe(self._delivered, p.model, [i.key for i in p.items], result, seconds)
 

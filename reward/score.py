@@ -72,13 +72,6 @@ def rows(lengths: list[int]) -> list[list[int]]:
     return out
 
 
-def padded_tokens(model, seqs: list[list[int]]) -> int:
-    """Token positions a forward pass over `seqs` computes, padding included."""
-    lengths = [len(s) for s in seqs]
-    n_rows = len(rows(lengths)) if _packable(model) else len(seqs)
-    return n_rows * max(lengths)
-
-
 def _packable(model) -> bool:
     """Decoder classifiers with a linear `score` head on a base model that takes position ids.
 
@@ -91,10 +84,15 @@ def _packable(model) -> bool:
     return isinstance(model, GenericForSequenceClassification) and isinstance(getattr(model, "score", None), torch.nn.Linear)
 
 
-@torch.inference_mode()
 def forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
     """One forward pass; a sequence's score is the head's output at its last token that is not padding
     (the rule of transformers' sequence classifiers)."""
+    return forward_pass(model, pad_id, seqs)[0]
+
+
+@torch.inference_mode()
+def forward_pass(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[float], int]:
+    """`forward`'s scores, and the token positions the pass computed, padding included (the API's metric)."""
     if len(seqs) > 1 and _packable(model):
         return _packed_forward(model, pad_id, seqs)
     width = max(len(s) for s in seqs)
@@ -105,10 +103,10 @@ def forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
         mask[j, : len(s)] = 1
     # No KV cache: scoring never generates, and building one costs time on every layer.
     logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), use_cache=False).logits[:, 0]
-    return [float(x) for x in logits.float().cpu()]
+    return [float(x) for x in logits.float().cpu()], ids.numel()
 
 
-def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
+def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[float], int]:
     width = max(len(s) for s in seqs)
     packing = rows([len(s) for s in seqs])
     ids = torch.full((len(packing), width), pad_id, dtype=torch.long)
@@ -134,7 +132,7 @@ def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
     out = [0.0] * len(seqs)
     for i, v in zip(order, logits, strict=True):
         out[i] = v
-    return out
+    return out, ids.numel()
 
 
 def score_ids(model, pad_id: int, encoded: list[list[int]], batch_size: int = 64) -> list[float]:

@@ -47,7 +47,7 @@ from reward.api_schema import (
 from reward.batching import BatchSettings, Forward
 from reward.dispatch import Dispatcher, InProcess, QueueFull, ShuttingDown
 from reward.http_guard import HttpGuard, request_id_of
-from reward.score import encode, encode_conversation, encode_text, forward, padded_tokens
+from reward.score import encode, encode_conversation, encode_text, forward_pass
 from reward.worker import WorkerError
 
 log = logging.getLogger("rlhf.reward.server")
@@ -76,7 +76,7 @@ class LoadedModel:
 
 def default_forward(m: LoadedModel) -> Forward:
     m.model.eval()
-    return partial(forward, m.model, m.tokenizer.pad_token_id)
+    return partial(forward_pass, m.model, m.tokenizer.pad_token_id)
 
 
 class ApiError(HTTPException):
@@ -130,8 +130,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
     by_name = {m.name: m for m in models}
     metrics = Metrics()
     if dispatcher is None:
-        dispatcher = InProcess(lambda: {m.name: forward_factory(m) for m in models}, settings.batch,
-                               lambda name, seqs: padded_tokens(by_name[name].model, seqs))
+        dispatcher = InProcess(lambda: {m.name: forward_factory(m) for m in models}, settings.batch)
     dispatcher.on_batch = metrics.observe_batch
     for m in models:
         metrics.watch_queue(m.name, partial(dispatcher.queued, m.name))

@@ -44,7 +44,7 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
     try:
         import torch
 
-        from reward.score import forward, padded_tokens
+        from reward.score import forward_pass
         from rlhf.models import load_reward_model, load_tokenizer
 
         if threads:
@@ -74,15 +74,13 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
         except (EOFError, OSError):  # the server is gone
             return None
 
-    def deliver(p: Pass, result: list[float] | Exception, seconds: float) -> None:
-        keys = [i.key for i in p.items]
+    def deliver(p: Pass, result: tuple[list[float], int] | Exception, seconds: float) -> None:
         if isinstance(result, Exception):
             detail = "".join(traceback.format_exception(result, limit=3))
-            conn.send((p.model, keys, RuntimeError(f"forward pass failed in the model worker: {detail}"), 0, seconds))
-        else:
-            conn.send((p.model, keys, result, padded_tokens(models[p.model][0], [i.ids for i in p.items]), seconds))
+            result = RuntimeError(f"forward pass failed in the model worker: {detail}")
+        conn.send((p.model, [i.key for i in p.items], result, seconds))
 
-    forwards = {name: partial(forward, m, pad) for name, (m, pad) in models.items()}
+    forwards = {name: partial(forward_pass, m, pad) for name, (m, pad) in models.items()}
     serve_batches(BatchQueue(settings, receive), forwards, deliver)
 
 

@@ -176,4 +176,3 @@ def test_a_loaded_model_still_works_as_before(chat_model, demo_rows):
     by_path = generate(str(chat_model), None, rows, PARAMS, config=GenerationConfig(backend="transformers",
                                                                                      batch_size=4))
     assert out == by_path
-

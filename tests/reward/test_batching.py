@@ -18,10 +18,6 @@ def run_isolated(coro):
         return pool.submit(asyncio.run, coro).result()
 
 
-def lengths_padded(_model, seqs):
-    return len(seqs) * max(map(len, seqs))
-
-
 def test_buckets_group_similar_lengths_within_size_and_token_limits():
     lengths = [50, 3, 48, 4, 5, 49, 2, 51]
     groups = buckets(lengths, max_batch_size=4, max_batch_tokens=10_000)
@@ -68,10 +64,10 @@ def test_concurrent_submissions_share_forward_passes_and_keep_their_order():
 
     def forward(seqs):
         calls.append(len(seqs))
-        return [float(sum(s)) for s in seqs]
+        return [float(sum(s)) for s in seqs], len(seqs) * max(map(len, seqs))
 
     async def main():
-        d = InProcess(lambda: {"m": forward}, BatchSettings(max_batch_size=8, max_wait_ms=50), lengths_padded)
+        d = InProcess(lambda: {"m": forward}, BatchSettings(max_batch_size=8, max_wait_ms=50))
         d.start()
         try:
             results = await asyncio.gather(*(d.submit("m", [[i], [i, 1]]) for i in range(8)))
@@ -92,10 +88,10 @@ def test_a_full_queue_raises_queue_full_and_a_failed_pass_fails_only_its_request
         release.wait(30)
         if [99] in seqs:
             raise ValueError("bad input")
-        return [0.0] * len(seqs)
+        return [0.0] * len(seqs), len(seqs)
 
     async def main():
-        d = InProcess(lambda: {"m": forward}, BatchSettings(max_queue=3, max_wait_ms=0), lengths_padded)
+        d = InProcess(lambda: {"m": forward}, BatchSettings(max_queue=3, max_wait_ms=0))
         d.start()
         try:
             first = asyncio.ensure_future(d.submit("m", [[1]] * 3))
