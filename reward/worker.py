@@ -65,10 +65,11 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
     def receive(timeout: float | None) -> list[Item] | None:
         if not conn.poll(timeout):
             return []
-        now, items = time.monotonic(), []
+        items = []
         try:
             while True:
-                items += [Item((rid, i), name, s, now) for rid, name, seqs in conn.recv() for i, s in enumerate(seqs)]
+                items += [Item((rid, i), name, s, arrived) for rid, name, seqs, arrived in conn.recv()
+                          for i, s in enumerate(seqs)]
                 if not conn.poll():
                     return items
         except (EOFError, OSError):  # the server is gone
@@ -99,7 +100,7 @@ class ForwardProcess(Dispatcher):
     def __init__(self, specs: list[ModelSpec], threads: int = 0, settings: BatchSettings | None = None,
                  start_timeout: float = 600):
         super().__init__(settings or BatchSettings())
-        self._outbox: list[tuple[int, str, list[list[int]]]] = []
+        self._outbox: list[tuple[int, str, list[list[int]], float]] = []
         ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_main, args=(child, specs, threads, self.settings), daemon=True,
@@ -127,8 +128,10 @@ class ForwardProcess(Dispatcher):
 
     def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
         # The requests of one event-loop turn go in one message: one write to the pipe (and one
-        # wake-up of the worker) per turn instead of per request.
-        self._outbox.append((rid, model, seqs))
+        # wake-up of the worker) per turn instead of per request. Each carries its arrival time
+        # (CLOCK_MONOTONIC, one clock for all processes of the machine): the batching wait counts
+        # from it, not from when the worker, busy with a pass, got round to reading the pipe.
+        self._outbox.append((rid, model, seqs, time.monotonic()))
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush)
 

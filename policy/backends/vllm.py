@@ -31,6 +31,7 @@ from policy.backends.base import (
     require_chat_template,
 )
 from rlhf.config import VLLMConfig
+from rlhf.errors import UserError
 from rlhf.types import Completion, PromptRow
 
 if TYPE_CHECKING:
@@ -79,6 +80,11 @@ class VLLMBackend:
             torch._C._cpu._init_amx()
         threads, set_threads = torch.get_num_threads(), torch.set_num_threads
         kwargs = {} if self.on_cpu else {"gpu_memory_utilization": cfg.gpu_memory_utilization}
+        block_size = cfg.block_size or (32 if self.on_cpu else None)
+        if self.on_cpu and block_size % 32:
+            raise UserError(f"generation.vllm.block_size {block_size}: vLLM's CPU attention needs a multiple of 32")
+        if block_size is not None:
+            kwargs["block_size"] = block_size
         # Eager on CPU by default: torch.compile there costs 25-50 s of start for ~1.25x faster sampling,
         # which only long generation jobs earn back. CUDA graphs on GPUs.
         self.eager = self.on_cpu if cfg.enforce_eager is None else cfg.enforce_eager

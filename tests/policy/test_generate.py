@@ -24,6 +24,8 @@ def keyed(completions):
 def vllm_backend(chat_model):
     backend = open_backend(str(chat_model), cfg=cfg("vllm"), seed=PARAMS.seed)
     assert backend.name == "vllm"
+    # Short chat completions: blocks of 32 tokens on CPU, not vLLM's 128 (see VLLMConfig.block_size).
+    assert backend.llm.llm_engine.vllm_config.cache_config.block_size == 32
     yield backend
     backend.close()
 
@@ -150,6 +152,12 @@ def test_auto_falls_back_when_the_engine_cannot_run_the_model(tmp_path, demo_row
     assert "head_dim=24" in capfd.readouterr().err
     with pytest.raises(UserError, match="vLLM cannot run model .*head_dim=24"):
         generate(str(model), None, demo_rows[:2], PARAMS, config=cfg("vllm"))
+
+
+@pytest.mark.parametrize("backend", ["vllm", "auto"])
+def test_a_block_size_cpu_attention_cannot_use_is_a_user_error(chat_model, demo_rows, backend):
+    with pytest.raises(UserError, match="block_size 48: vLLM's CPU attention needs a multiple of 32"):
+        generate(str(chat_model), None, demo_rows[:2], PARAMS, config=cfg(backend, vllm=VLLMConfig(block_size=48)))
 
 
 @pytest.mark.parametrize("backend", ["transformers", "vllm", "auto"])

@@ -59,6 +59,16 @@ def test_a_take_waits_for_a_full_batch_at_most_max_wait():
     assert [i.key for p in q.take() for i in p.items] == [1]  # alone, after its 1 ms
 
 
+def test_the_wait_counts_from_arrival_not_from_when_the_loop_reads_the_input():
+    # Inputs that came in while a pass ran have waited already: the next pass starts at once.
+    inbox = Inbox()
+    q = BatchQueue(BatchSettings(max_batch_size=4, max_wait_ms=500), inbox)
+    inbox.put([Item(1, "m", [1], time.monotonic() - 0.5)])
+    started = time.monotonic()
+    assert [i.key for p in q.take() for i in p.items] == [1]
+    assert time.monotonic() - started < 0.25
+
+
 def test_concurrent_submissions_share_forward_passes_and_keep_their_order():
     calls = []
 
