@@ -74,14 +74,16 @@ class Dispatcher:
         self._requests[rid] = request
         self._accepted[model] += len(seqs)
         try:
-            self._send(rid, model, seqs)
+            # The batching wait counts from here (CLOCK_MONOTONIC: one clock for every process of the
+            # machine), not from when a forward loop busy with a pass gets round to the inputs.
+            self._send(rid, model, seqs, time.monotonic())
             return await request.future
         finally:
             # Scored, failed, or the client went away: either way the inputs stop counting.
             if self._requests.pop(rid, None) is not None:
                 self._accepted[model] -= request.missing
 
-    def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
+    def _send(self, rid: int, model: str, seqs: list[list[int]], arrived: float) -> None:
         raise NotImplementedError
 
     def _delivered(self, model: str, keys: list[tuple[int, int]], result: tuple[list[float], int] | Exception,
@@ -144,9 +146,8 @@ class InProcess(Dispatcher):
         self._inbox.close()
         await super().stop()
 
-    def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
-        now = time.monotonic()
-        self._inbox.put([Item((rid, i), model, s, now) for i, s in enumerate(seqs)])
+    def _send(self, rid: int, model: str, seqs: list[list[int]], arrived: float) -> None:
+        self._inbox.put([Item((rid, i), model, s, arrived) for i, s in enumerate(seqs)])
 
     def _deliver(self, p: Pass, result: tuple[list[float], int] | Exception, seconds: float) -> None:
         self._loop.call_soon_threadsafe(self._delivered, p.model, [i.key for i in p.items], result, seconds)

@@ -10,16 +10,16 @@ reads every request that arrived over the pipe meanwhile and cuts the next pass 
 the batches formed in the server, the model would sit idle between passes until the busy event
 loop got round to reading the scores and sending the next batch (measured: about a third of
 the worker's time at 32 clients). The child has one thread: a reader thread beside the forward
-pass waited up to a GIL switch interval (5 ms) to queue each arrival. Scores come back over the pipe per pass and are read by the event loop when the pipe is
-readable (`loop.add_reader`), so no thread of the server waits on the pipe. The child runs
-reward/score.py's `forward`, so the scores are the same as in process.
+pass waited up to a GIL switch interval (5 ms) to queue each arrival. Scores come back over the
+pipe per pass and are read by the event loop when the pipe is readable (`loop.add_reader`), so
+no thread of the server waits on the pipe. The child runs reward/score.py's `forward_pass`, as
+the in-process loop does, so the scores are the same.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing as mp
-import time
 import traceback
 from dataclasses import dataclass
 from functools import partial
@@ -126,12 +126,10 @@ class ForwardProcess(Dispatcher):
         self._unwatch()
         await super().stop()
 
-    def _send(self, rid: int, model: str, seqs: list[list[int]]) -> None:
+    def _send(self, rid: int, model: str, seqs: list[list[int]], arrived: float) -> None:
         # The requests of one event-loop turn go in one message: one write to the pipe (and one
-        # wake-up of the worker) per turn instead of per request. Each carries its arrival time
-        # (CLOCK_MONOTONIC, one clock for all processes of the machine): the batching wait counts
-        # from it, not from when the worker, busy with a pass, got round to reading the pipe.
-        self._outbox.append((rid, model, seqs, time.monotonic()))
+        # wake-up of the worker) per turn instead of per request.
+        self._outbox.append((rid, model, seqs, arrived))
         if len(self._outbox) == 1:
             self._loop.call_soon(self._flush)
 
