@@ -42,7 +42,9 @@ class VLLMConfig(Section):
     enforce_eager: bool | None = Field(
         None, description="Run the model eagerly (no torch.compile, no CUDA graphs). null: eager on CPU (the engine "
         "starts in seconds), compiled on GPUs. false on CPU: ~1.25x faster sampling for a 25-50 s longer start "
-        "(the compiled graph is cached under ~/.cache/vllm); weights cannot then be reloaded in place (PPO rollouts).")
+        "(the compiled graph is cached under ~/.cache/vllm); weights cannot then be reloaded in place (PPO rollouts), "
+        "and only a process's first engine is compiled (a later one runs eager, logged: compiled CPU engines "
+        "started after others sampled wrongly in tests).")
 
 
 class OpenAIConfig(Section):

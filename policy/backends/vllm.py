@@ -26,6 +26,7 @@ from policy.backends.base import (
     Progress,
     SamplingParams,
     cut_at_stop,
+    log,
     mix_seed,
     prompt_ids,
     require_chat_template,
@@ -45,6 +46,10 @@ def _prepare_environment(cfg: VLLMConfig) -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+# vLLM engines started in this process (see the compiled-engine rule in VLLMBackend.__init__).
+_engines_started = 0
 
 
 class EngineCannotRun(RuntimeError):
@@ -88,6 +93,15 @@ class VLLMBackend:
         # Eager on CPU by default: torch.compile there costs 25-50 s of start for ~1.25x faster sampling,
         # which only long generation jobs earn back. CUDA graphs on GPUs.
         self.eager = self.on_cpu if cfg.enforce_eager is None else cfg.enforce_eager
+        global _engines_started
+        if self.on_cpu and not self.eager and _engines_started:
+            # Started in a process where other engines (and PPO) had run, a compiled CPU engine answered
+            # "Sure." and stopped on every prompt in 2 of 3 test runs (cause not found); in a fresh
+            # process it always sampled as transformers does. Slower samples, never wrong ones.
+            log("generation.vllm.enforce_eager false: this process has run a vLLM engine before; a compiled "
+                "CPU engine is trusted only as a process's first, so this one runs eager")
+            self.eager = True
+        _engines_started += 1
         try:
             self.llm = LLM(model=path, tokenizer=path, dtype=dtype, seed=seed, enforce_eager=self.eager,
                            trust_remote_code=trust_remote_code, max_num_seqs=cfg.max_num_seqs, **kwargs)

@@ -85,6 +85,21 @@ def test_weights_left_out_close_the_engine_instead_of_sampling_from_old_ones(cha
 
 
 @pytest.mark.slow
+def test_a_compiled_engine_is_trusted_only_as_the_first_of_its_process(chat_model, demo_rows, monkeypatch, capsys):
+    # Earlier tests in this process have started engines, but the rule must not hang on test order.
+    monkeypatch.setattr("policy.backends.vllm._engines_started", 1)
+    engine = VLLMBackend(str(chat_model), VLLMConfig(enforce_eager=False))
+    try:
+        assert engine.eager is True
+        assert "this one runs eager" in capsys.readouterr().err
+        # An eager engine: it takes new weights in place (a compiled one refuses).
+        engine.load_weights(load_causal_lm(str(chat_model)).state_dict().items())
+        assert len(engine.generate(demo_rows[:2], GREEDY)) == 2
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
 def test_an_engine_in_another_process_cannot_take_weights(chat_model, monkeypatch):
     # A real engine in its own process (VLLM_ENABLE_V1_MULTIPROCESSING=1): no weight copy reaches it.
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")

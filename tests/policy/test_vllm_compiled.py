@@ -3,7 +3,8 @@
 The compiled engine runs in a fresh process, as it does in use (the round's generate stage and
 `rlhf generate` each start one engine in a process of their own). Started in this pytest process
 after test_ppo_vllm.py's engines and PPO runs, it answered "Sure." and stopped on every prompt in
-2 of 3 runs (cause not found; see the session notes); a fresh process never did.
+2 of 3 runs (cause not found); a fresh process never did. The backend now trusts a compiled CPU
+engine only as its process's first (test_ppo_vllm.py checks that rule).
 """
 
 from __future__ import annotations
