@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,7 +89,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _enter_wal(cur)
         # WAL's recommended pairing: durable at checkpoints, no fsync per commit.
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
@@ -98,6 +100,29 @@ def _sqlite_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _enter_wal(cur: sqlite3.Cursor) -> None:
+    """Switch the file to WAL, retrying while other connections switch it too.
+
+    A switch reads the header and then upgrades to a write lock; SQLite refuses such an
+    upgrade at once, without the busy handler, when another connection holds a read
+    (it would deadlock otherwise). So processes that open a fresh database together
+    fail here with "database is locked" (about one start in ten with six of them).
+    The loser's read ends with the error; once the winner commits, the retry finds WAL
+    already set and is a no-op.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def _postgres_engine(url: URL) -> Engine:

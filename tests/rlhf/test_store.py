@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,6 +121,36 @@ def test_concurrent_first_opens_migrate_once(db_url: str) -> None:
         assert _version(st) == _head()
     finally:
         st.dispose()
+
+
+def test_an_open_waits_out_another_connection_switching_a_fresh_file_to_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race behind a rare failure of the test above: another opener holds the write
+    # lock of a fresh (not yet WAL) file, and SQLite refuses our switch to WAL at once,
+    # without the busy handler. The store must retry; the other opener lets go as soon
+    # as we back off, which the patched pause stands for.
+    path = tmp_path / "fresh.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS x (y)")
+    pauses: list[float] = []
+
+    def let_go(seconds: float) -> None:
+        pauses.append(seconds)
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    monkeypatch.setattr(time, "sleep", let_go)
+    st = Store.open(f"sqlite:///{path}")
+    try:
+        with st.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert _version(st) == _head()
+    finally:
+        st.dispose()
+        other.close()
+    assert pauses, "the switch never met the other connection's lock"
 
 
 def test_threads_of_one_process_can_open_at_once(db_url: str) -> None:
