@@ -105,12 +105,12 @@ def _sqlite_engine(url: URL) -> Engine:
 def _enter_wal(cur: sqlite3.Cursor) -> None:
     """Switch the file to WAL, retrying while other connections switch it too.
 
-    A switch reads the header and then upgrades to a write lock; SQLite refuses such an
-    upgrade at once, without the busy handler, when another connection holds a read
-    (it would deadlock otherwise). So processes that open a fresh database together
-    fail here with "database is locked" (about one start in ten with six of them).
-    The loser's read ends with the error; once the winner commits, the retry finds WAL
-    already set and is a no-op.
+    A switch reads the header and then upgrades that read to the write lock. SQLite refuses
+    the upgrade at once, without the busy handler, while another connection holds the write
+    lock: waiting could deadlock, since that one needs our read gone to commit. So processes
+    that open a fresh database together fail here with "database is locked", whatever the
+    busy timeout (3-4 trials in 40 of six processes at once, measured). The loser's read
+    ends with the error; once the winner commits, the retry finds WAL set and is a no-op.
     """
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     pause = 0.001
