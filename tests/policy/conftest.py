@@ -17,6 +17,8 @@ from policy.generate import SamplingParams
 from rlhf.types import PromptRow
 
 PARAMS = SamplingParams(n=3, max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
+# One reply per prompt, argmax: what two engines should agree on token for token.
+GREEDY = SamplingParams(n=1, max_new_tokens=16, temperature=0.0, seed=1)
 
 
 def build_chat_model(out: Path, hidden: int = 64, layers: int = 2, heads: int = 2, steps: int = 60) -> Path:

@@ -10,13 +10,12 @@ import torch
 from policy.backends.base import BackendError
 from policy.backends.transformers import TransformersBackend
 from policy.backends.vllm import CannotLoadWeights, VLLMBackend
-from policy.generate import SamplingParams
 from policy.ppo import PPOConfig, merged_weights, train_ppo
 from rlhf.config import VLLMConfig
 from rlhf.models import load_causal_lm, load_reward_model, load_tokenizer
 from rlhf.types import PromptRow
 
-GREEDY = SamplingParams(n=1, max_new_tokens=16, temperature=0.0, seed=1)
+from .conftest import GREEDY
 
 
 def perturbed(path) -> torch.nn.Module:

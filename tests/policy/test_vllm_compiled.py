@@ -14,13 +14,11 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from policy.generate import SamplingParams, generate
+from policy.generate import generate
 from rlhf.config import GenerationConfig
 from rlhf.types import PromptRow
 
-from .conftest import PARAMS
-
-GREEDY = SamplingParams(n=1, max_new_tokens=16, temperature=0.0, seed=1)
+from .conftest import GREEDY, PARAMS
 
 
 def sample_compiled(model: str, rows: list[PromptRow]) -> tuple[bool, list[str], str]:
