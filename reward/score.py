@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from reward.scored_hidden import scored_hidden
 from rlhf.types import Message
 
 
@@ -93,7 +94,7 @@ def forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
 @torch.inference_mode()
 def forward_pass(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[float], int]:
     """`forward`'s scores, and the token positions the pass computed, padding included (the API's metric)."""
-    if len(seqs) > 1 and _packable(model):
+    if _packable(model):
         return _packed_forward(model, pad_id, seqs)
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -127,8 +128,8 @@ def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[flo
         # sequence after its end, where the causal mask keeps it from changing any score.
         positions[r, start:] = torch.arange(len(seqs[members[-1]]), len(seqs[members[-1]]) + width - start)
     device = model.device
-    hidden = model.base_model(input_ids=ids.to(device), position_ids=positions.to(device), use_cache=False).last_hidden_state
-    logits = model.score(hidden[at_row, at_col])[:, 0].float().cpu().tolist()
+    hidden = scored_hidden(model.base_model, ids.to(device), positions.to(device), at_row, at_col)
+    logits = model.score(hidden)[:, 0].float().cpu().tolist()
     out = [0.0] * len(seqs)
     for i, v in zip(order, logits, strict=True):
         out[i] = v
