@@ -94,6 +94,8 @@ def forward(model, pad_id: int, seqs: list[list[int]]) -> list[float]:
 @torch.inference_mode()
 def forward_pass(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[float], int]:
     """`forward`'s scores, and the token positions the pass computed, padding included (the API's metric)."""
+    # One input too, so that batch size 1 and batches score by the same code; a row of its own needs
+    # no attention mask (plain causal attention), which the padded path below builds.
     if _packable(model):
         return _packed_forward(model, pad_id, seqs)
     width = max(len(s) for s in seqs)
