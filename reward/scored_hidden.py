@@ -41,13 +41,13 @@ def scored_hidden(base, ids: torch.Tensor, positions: torch.Tensor, at_row: list
     cos, sin = base.rotary_emb(hidden, position_ids=positions)
     if mask is not None and mask.dtype == torch.bool:
         # SDPA turns a boolean mask into an additive one on every call; once per pass is enough.
-        mask = torch.zeros(mask.shape, dtype=hidden.dtype).masked_fill_(~mask, float("-inf"))
+        mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
     layers = base.layers[: base.config.num_hidden_layers]
     for layer in layers[:-1]:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), position_ids=positions)
-    rows, cols = torch.tensor(at_row), torch.tensor(at_col)
+    rows, cols = torch.tensor(at_row, device=ids.device), torch.tensor(at_col, device=ids.device)
     if mask is None:  # plain causal: a query sees every position up to its own
-        seen = torch.arange(ids.shape[1])[None, :] <= cols[:, None]
+        seen = torch.arange(ids.shape[1], device=ids.device)[None, :] <= cols[:, None]
     else:
         seen = mask[rows, 0, cols, :] == 0  # additive: 0 where seen
     return base.norm(_last_layer_at(layers[-1], hidden, cos, sin, seen, rows, cols))
