@@ -54,8 +54,11 @@ def scored_hidden(base, ids: torch.Tensor, positions: torch.Tensor, at_row: list
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+    # Llama's own rotation (Qwen2's is a copy of it); queries and keys sit at different positions here,
+    # so `apply_rotary_pos_emb`, which rotates both with one cos/sin, does not fit.
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    return x * cos + rotate_half(x) * sin
 
 
 def _last_layer_at(layer, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, seen: torch.Tensor,
