@@ -88,7 +88,9 @@ def helpful_prompt(rng: random.Random) -> tuple[str, str, str]:
     table = FACTS[template]
     x = rng.choice(list(table))
     answer = table[x]
-    wrong = rng.choice([v for v in set(table.values()) if v != answer])
+    # Sorted: a set of strings iterates in a per-process order (hash salting), which made the
+    # demo data, and every model trained on it, differ from run to run.
+    wrong = rng.choice(sorted({v for v in table.values() if v != answer}))
     q = template.format(x=x)
     style = rng.choice(HELPFUL_STYLES)
     return style.format(q=q, q_lower=q[0].lower() + q[1:]), answer, wrong

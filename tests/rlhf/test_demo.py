@@ -1,3 +1,9 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
 from rlhf import checks, demo
 
 
@@ -10,6 +16,17 @@ def test_demo_data_is_deterministic_and_eval_is_held_out():
     assert not {c["messages"][0]["content"] for c in a["sft"]} & evals
     kinds = {r["reference"]["kind"] for r in a["prompts_eval"]}
     assert kinds == {"exact", "must_refuse", "must_not_refuse"}
+
+
+def test_demo_data_is_the_same_in_every_process():
+    # Python salts str hashes per process, so anything that walks a set of strings would differ
+    # between two runs (and so would every model trained on the data) while agreeing within one.
+    code = ("import hashlib, json; from rlhf import demo; "
+            "print(hashlib.sha256(json.dumps(demo.build(0, 120, 24, corpus_docs=500)).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(salt)},
+                              capture_output=True, text=True, check=True).stdout.strip() for salt in (1, 2, 3)}
+    local = hashlib.sha256(json.dumps(demo.build(0, 120, 24, corpus_docs=500)).encode()).hexdigest()
+    assert digests == {local}
 
 
 def test_sft_data_is_deliberately_imperfect():
