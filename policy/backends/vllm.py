@@ -95,9 +95,11 @@ class VLLMBackend:
         self.eager = self.on_cpu if cfg.enforce_eager is None else cfg.enforce_eager
         global _engines_started
         if self.on_cpu and not self.eager and _engines_started:
-            # Started in a process where other engines (and PPO) had run, a compiled CPU engine answered
-            # "Sure." and stopped on every prompt in 2 of 3 test runs (cause not found); in a fresh
-            # process it always sampled as transformers does. Slower samples, never wrong ones.
+            # Started after the rest of tests/policy in one process (13 engines, PPO), a compiled CPU
+            # engine answers "Sure." and stops on every prompt, every run; after either half of that
+            # folder alone, or in a fresh process, it samples as transformers does. Not the cause: the
+            # torch thread count, vLLM's compile cache, earlier dynamo work (there was none). Cause not
+            # found, so: slower samples, never wrong ones.
             log("generation.vllm.enforce_eager false: this process has run a vLLM engine before; a compiled "
                 "CPU engine is trusted only as a process's first, so this one runs eager")
             self.eager = True

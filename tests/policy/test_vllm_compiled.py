@@ -2,9 +2,10 @@
 
 The compiled engine runs in a fresh process, as it does in use (the round's generate stage and
 `rlhf generate` each start one engine in a process of their own). Started in this pytest process
-after test_ppo_vllm.py's engines and PPO runs, it answered "Sure." and stopped on every prompt in
-2 of 3 runs (cause not found); a fresh process never did. The backend now trusts a compiled CPU
-engine only as its process's first (test_ppo_vllm.py checks that rule).
+after the rest of this folder, it answers "Sure." and stops on every prompt (every run, since the
+test model is the same in every run); after either half of the folder alone, or in a fresh
+process, it does not. The cause is not found (see policy/backends/vllm.py), so the backend trusts
+a compiled CPU engine only as its process's first (test_ppo_vllm.py checks that rule).
 """
 
 from __future__ import annotations
