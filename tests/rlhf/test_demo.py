@@ -1,5 +1,3 @@
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -23,10 +21,9 @@ def test_demo_data_is_the_same_in_every_process():
     # between two runs (and so would every model trained on the data) while agreeing within one.
     code = ("import hashlib, json; from rlhf import demo; "
             "print(hashlib.sha256(json.dumps(demo.build(0, 120, 24, corpus_docs=500)).encode()).hexdigest())")
-    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(salt)},
-                              capture_output=True, text=True, check=True).stdout.strip() for salt in (1, 2, 3)}
-    local = hashlib.sha256(json.dumps(demo.build(0, 120, 24, corpus_docs=500)).encode()).hexdigest()
-    assert digests == {local}
+    digests = [subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(salt)},
+                              capture_output=True, text=True, check=True).stdout.strip() for salt in (1, 2, 3)]
+    assert len(digests[0]) == 64 and len(set(digests)) == 1, digests
 
 
 def test_sft_data_is_deliberately_imperfect():
