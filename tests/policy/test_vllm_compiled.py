@@ -4,8 +4,10 @@ The compiled engine runs in a fresh process, as it does in use (the round's gene
 `rlhf generate` each start one engine in a process of their own). Started in this pytest process
 after the rest of this folder, it answers "Sure." and stops on every prompt (every run, since the
 test model is the same in every run); after either half of the folder alone, or in a fresh
-process, it does not. The cause is not found (see policy/backends/vllm.py), so the backend trusts
-a compiled CPU engine only as its process's first (test_ppo_vllm.py checks that rule).
+process, it does not. The smallest sequence found that triggers it: the first three tests of
+test_generate.py, then `test_ppo_rolls_out_through_vllm_with_the_weights_of_each_update[0]`
+(either part alone does not). The cause is not found (see policy/backends/vllm.py), so the
+backend trusts a compiled CPU engine only as its process's first (test_ppo_vllm.py checks that rule).
 """
 
 from __future__ import annotations
