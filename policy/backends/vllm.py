@@ -95,11 +95,9 @@ class VLLMBackend:
         self.eager = self.on_cpu if cfg.enforce_eager is None else cfg.enforce_eager
         global _engines_started
         if self.on_cpu and not self.eager and _engines_started:
-            # Started after the rest of tests/policy in one process (13 engines, PPO), a compiled CPU
-            # engine answers "Sure." and stops on every prompt, every run; after either half of that
-            # folder alone, or in a fresh process, it samples as transformers does. Not the cause: the
-            # torch thread count, vLLM's compile cache, earlier dynamo work (there was none). Cause not
-            # found, so: slower samples, never wrong ones.
+            # A compiled CPU engine started after other engines and a PPO weight push in one process
+            # samples wrongly ("Sure." and stop; cause not found, the reproduction is in
+            # tests/policy/test_vllm_compiled.py's docstring). Slower samples, never wrong ones.
             log("generation.vllm.enforce_eager false: this process has run a vLLM engine before; a compiled "
                 "CPU engine is trusted only as a process's first, so this one runs eager")
             self.eager = True
