@@ -11,6 +11,8 @@ Server, workspace and the name of the API key's environment variable come from
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Annotated
 
@@ -37,8 +39,11 @@ def _run(workspace: Path, overrides: list[str] | None, iteration: int, action):
     store = st.Store.open(st.database_url(ws.db_path))
     try:
         r = target(ws.root, cfg, store, iteration)
-        client = connect(cfg.annotation.argilla)
-        return action(store, client, cfg.annotation.argilla, r)
+        # The Argilla SDK prints some warnings to stdout (when it thinks it runs in a notebook:
+        # `__main__` without a file); stdout is for our own output, which `--json` must keep parseable.
+        with redirect_stdout(sys.stderr):
+            client = connect(cfg.annotation.argilla)
+            return action(store, client, cfg.annotation.argilla, r)
     finally:
         store.dispose()
 

@@ -171,6 +171,17 @@ def test_push_answer_as_two_annotators_pull(ws, capsys, argilla_server: ArgillaS
     assert argilla_server.owner_key not in out + err
 
 
+def test_json_output_stays_one_document_when_the_sdk_prints(ws, capsys, monkeypatch) -> None:
+    """The SDK prints some warnings to stdout where `__main__` has no file (a notebook, `python -c`,
+    a pytest-xdist worker): `--json` must still print one JSON document there, the chatter on stderr."""
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
+    add_tasks(ws, prompts=2, candidates=2, overlap=1)
+    code, out, err = run(capsys, "argilla", "push", "--iter", "1", "--json", "-w", str(ws))
+    assert code == 0, err
+    assert json.loads(out)["records_added"] == 2
+    assert "batch size" in err  # the SDK did print: what this test is about happened
+
+
 def one_line_error(capsys, *args: str) -> str:
     code, _, err = run(capsys, *args)
     assert code == 2, err
