@@ -59,8 +59,11 @@ redis-bin:
 	@command -v redis-server >/dev/null 2>&1 || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)
 
+# Two pytest-xdist workers by default: most of the suite waits on subprocesses, servers and a
+# browser, so two workers keep both cores busy. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install postgres-bin browser-bin redis-bin argilla-server
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist worksteal
 
 lint: install
 	$(BIN)/ruff check .

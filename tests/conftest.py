@@ -26,6 +26,32 @@ from rlhf import schema
 from rlhf.store import Store, register_model
 
 
+# =====================================================================================
+# Models and workspaces built once per test run, even with pytest-xdist's workers.
+# =====================================================================================
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """`build(folder)` once per test run, and the folder it filled (the folder does not exist before).
+
+    Each pytest-xdist worker runs the session fixtures itself; without this, every worker
+    would train its own copy. The first worker to get here builds into the run's folder, which
+    all workers share, and the others wait for it. Whatever uses the folder must not change it.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        out = tmp_path_factory.mktemp(name) / name
+        build(out)
+        return out
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder; each worker's is below it
+    out, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # left by a worker that died while building
+            build(out)
+            done.touch()
+    return out
+
+
 def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:

@@ -1,11 +1,14 @@
-"""A tiny demo workspace, built once per test session and copied for each test."""
+"""A tiny demo workspace, built once per test run and copied for each test."""
 
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import built_once
 
 # Small enough that a round takes seconds on two cores; same code paths as the real demo.
 TINY = [
@@ -36,10 +39,11 @@ def with_tiny(*args):
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny") / "demo"
-    r = rlhf(*with_tiny("init", str(root), "--demo"))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return root
+    def build(root: Path) -> None:
+        r = rlhf(*with_tiny("init", str(root), "--demo"))
+        assert r.returncode == 0, r.stderr[-3000:]
+
+    return built_once(tmp_path_factory, "tiny-demo", build)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import torch
 
 from policy.generate import SamplingParams
 from rlhf.types import PromptRow
+from tests.conftest import built_once
 
 PARAMS = SamplingParams(n=3, max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
 # One reply per prompt, argmax: what two engines should agree on token for token.
@@ -59,7 +60,7 @@ def _train_chat_model(out: Path, hidden: int, layers: int, heads: int, steps: in
 
 @pytest.fixture(scope="session")
 def chat_model(tmp_path_factory) -> Path:
-    return build_chat_model(tmp_path_factory.mktemp("gen") / "chat-model")
+    return built_once(tmp_path_factory, "chat-model", build_chat_model)
 
 
 @pytest.fixture(scope="session")
