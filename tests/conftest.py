@@ -30,7 +30,7 @@ from rlhf.store import Store, register_model
 # Models and workspaces built once per test run, even with pytest-xdist's workers.
 # =====================================================================================
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
-    """`build(folder)` once per test run, and the folder it filled (the folder does not exist before).
+    """Run `build(folder)` once per test run on a folder that does not exist yet; return the folder.
 
     Each pytest-xdist worker runs the session fixtures itself; without this, every worker
     would train its own copy. The first worker to get here builds into the run's folder, which
