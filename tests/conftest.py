@@ -36,13 +36,11 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     would train its own copy. The first worker to get here builds into the run's folder, which
     all workers share, and the others wait for it. Whatever uses the folder must not change it.
     """
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        out = tmp_path_factory.mktemp(name) / name
-        build(out)
-        return out
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp().parent  # the run's folder; each worker's is below it
+    shared = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = shared.parent  # the run's folder; each worker's own is below it
     out, done = shared / name, shared / f"{name}.done"
     with FileLock(str(shared / f"{name}.lock")):
         if not done.exists():

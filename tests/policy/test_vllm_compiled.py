@@ -6,8 +6,9 @@ after the rest of this folder, it answers "Sure." and stops on every prompt (eve
 test model is the same in every run); after either half of the folder alone, or in a fresh
 process, it does not. The smallest sequence found that triggers it: the first three tests of
 test_generate.py, then `test_ppo_rolls_out_through_vllm_with_the_weights_of_each_update[0]`
-(either part alone does not). The cause is not found (see policy/backends/vllm.py), so the
-backend trusts a compiled CPU engine only as its process's first (test_ppo_vllm.py checks that rule).
+(either part alone does not). Ruled out: the torch thread count, vLLM's compile cache, earlier
+dynamo work (there was none). The cause is not found, so the backend trusts a compiled CPU engine
+only as its process's first (test_ppo_vllm.py checks that rule).
 """
 
 from __future__ import annotations
