@@ -10,6 +10,9 @@ character visible but lets no HTML, image or link form:
   where a code block ends could differ from the browser's);
 - the same after `]` before `(` or `:`: no inline link or image, and no link reference
   definition, so reference-style links and images stay text too;
+- the same inside `://`, after `www` before `.` and after `@`: GitHub-flavoured Markdown
+  turns bare URLs, `www.` hosts and e-mail addresses into links (a phishing link one
+  click away), and these are the characters its autolink rules need side by side;
 - diagram fences (`mermaid`) lose their language, so no renderer runs on them.
 
 The Content-Security-Policy the app sends is the second line of defence.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import re
 
 ZWSP = "\u200b"
+_BARE_LINK = re.compile(r"(:(?=//)|(?i:www)(?=\.)|@)")
 _FENCE_LANG = re.compile(r"(?m)^(\s*(?:`{3,}|~{3,})\s*)(mermaid)", re.IGNORECASE)
 ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -29,6 +33,7 @@ def safe_markdown(text: str) -> str:
     out = str(text).replace("\r\n", "\n").replace("\r", "\n")
     out = out.replace("<", "<" + ZWSP)
     out = out.replace("](", "]" + ZWSP + "(").replace("]:", "]" + ZWSP + ":")
+    out = _BARE_LINK.sub(lambda m: m.group(1) + ZWSP, out)
     return _FENCE_LANG.sub(lambda m: m.group(1) + ZWSP + m.group(2), out)
 
 

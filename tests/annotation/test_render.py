@@ -19,6 +19,9 @@ HOSTILE = [
     "<http://127.0.0.2:9/auto>",
     "```\n<script>alert(1)</script>\n```",
     "<!-- c --><?php ?><![CDATA[x]]>",
+    "bare http://127.0.0.2:9/phish, HTTPS://127.0.0.2/x and ftp://127.0.0.2/f",
+    "hosts www.example.com and WwW.example.com",
+    "mail bob@example.com or mailto:bob@example.com",
 ]
 
 
@@ -28,6 +31,7 @@ def test_no_tag_link_or_image_can_form(text: str) -> None:
     assert out.replace(ZWSP, "") == text  # every character stays visible
     assert not re.search(r"<[A-Za-z/!?]", out)  # no tag, closing tag, comment, declaration or autolink
     assert "](" not in out and "]:" not in out  # no inline link/image, no reference definition
+    assert not re.search(r"://|www\.|@[A-Za-z0-9]", out, re.IGNORECASE)  # no bare URL, host or address to autolink
 
 
 def test_mermaid_fences_lose_their_renderer_and_prompts_are_labelled() -> None:
