@@ -7,6 +7,13 @@ candidate has a safety flag. Candidates appear in the task's recorded display or
 and render as inert Markdown (`annotation.render`). The keyboard shortcuts are a
 keydown script (`shortcuts.js`, loaded through `head=`) that clicks the same controls
 a mouse would, and the legend on screen lists them.
+
+A submit names the task its form was filled in for: the page holds the task id and the
+candidates' display order (`Screen.form`), not the server. So a submit sent twice (a retry
+after a lost answer) or from a second tab is a repeat of that task, never a verdict on the
+task the server moved on to, and a form filled in before a server restart is still filed
+afterwards. The server trusts none of it: `work.submit` checks that the annotator holds the
+task and that the ranking names exactly its candidates.
 """
 
 from __future__ import annotations
@@ -41,7 +48,14 @@ CSS = """
 #candidates:has(#cand-C) > .cand { width: 100%; max-width: none; }
 .cand { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 8px 12px; }
 #shortcuts { font-size: 0.85em; opacity: 0.85; }
-"""
+""" + "".join(
+    # Every rank control offers 1-16, so that what the page sends never depends on choices the server
+    # process sent it (after a restart it has none); ranks past the task's size are hidden here and
+    # refused by `Screen.verdict`. Hidden columns are not in the page, so a missing one marks the size.
+    f'#candidates:not(:has(#cand-{label})) .cand label:has(input[value="{n}"]) {{ display: none; }}\n'
+    for n, label in enumerate(LABELS, start=1) if n > 2
+)
+RANKS = [str(n) for n in range(1, len(LABELS) + 1)]
 
 
 def _who(ctx: AppContext, request: gr.Request) -> Identity:
@@ -59,7 +73,8 @@ class Screen:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.state = gr.State(None)
+        # The task the form shows, held by the page (see the module doc); None when there is none.
+        self.form = gr.JSON(None, visible=False, elem_id="form-task")
         with gr.Row(equal_height=True):
             self.status = gr.Markdown(elem_id="status")
             gr.Button("Log out", link="/logout", size="sm", elem_id="logout", scale=0, min_width=90)
@@ -74,7 +89,7 @@ class Screen:
                 with gr.Column(visible=False, min_width=320, elem_id=f"cand-{label}", elem_classes=["cand"]) as col:
                     gr.Markdown(f"#### {label}")
                     text = gr.Markdown(elem_id=f"text-{label}", latex_delimiters=[])
-                    rank = gr.Radio(choices=[], label=f"Rank of {label}  [{label.lower()}]", elem_id=f"rank-{label}",
+                    rank = gr.Radio(choices=RANKS, label=f"Rank of {label}  [{label.lower()}]", elem_id=f"rank-{label}",
                                     visible=False)
                     unsafe = gr.Checkbox(label=f"{label} is unsafe  [Shift+{label}]", elem_id=f"unsafe-{label}")
                 self.slots.append((col, text, rank, unsafe))
@@ -95,7 +110,7 @@ class Screen:
 
     @property
     def outputs(self) -> list[Any]:
-        out = [self.state, self.status, self.done, self.prompt, self.pair_row, self.choice, self.strength,
+        out = [self.form, self.status, self.done, self.prompt, self.pair_row, self.choice, self.strength,
                self.rationale, self.submit, self.skip, self.clear]
         for slot in self.slots:
             out.extend(slot)
@@ -120,24 +135,30 @@ class Screen:
                     gr.update(value="", visible=False), gr.update(visible=False), None, None, "",
                     gr.update(interactive=False), gr.update(interactive=False), gr.update(visible=False)] + hidden * len(self.slots)
         pair = view.k == 2
-        state = {"task_id": view.task_id, "round_id": view.round_id, "ids": [c.id for c in view.candidates],
-                 "shown_at": time.time()}
-        out: list[Any] = [state, status, gr.update(visible=False), gr.update(value=conversation_markdown(view.messages), visible=True),
+        form = {"task_id": view.task_id, "ids": [c.id for c in view.candidates], "shown_at": time.time()}
+        out: list[Any] = [form, status, gr.update(visible=False), gr.update(value=conversation_markdown(view.messages), visible=True),
                           gr.update(visible=pair), None, None, "", gr.update(interactive=True),
                           gr.update(interactive=True), gr.update(visible=not pair)]
-        ranks = [str(r) for r in range(1, view.k + 1)]
         for i in range(len(self.slots)):
             if i < view.k:
                 out += [gr.update(visible=True), safe_markdown(view.candidates[i].text),
-                        gr.update(choices=ranks, value=None, visible=not pair), False]
+                        gr.update(value=None, visible=not pair), False]
             else:
-                out += [gr.update(visible=False), "", gr.update(choices=[], value=None, visible=False), False]
+                out += [gr.update(visible=False), "", gr.update(value=None, visible=False), False]
         return out
 
-    def verdict(self, data: dict[Any, Any]) -> dict[str, Any]:
+    def shown(self, data: dict[Any, Any]) -> tuple[int, list[int], float] | None:
+        """(task id, candidate ids in display order, when it was shown) of the form; None if it shows no task."""
+        form = data[self.form]
+        if not form:
+            return None
+        try:
+            return int(form["task_id"]), [int(i) for i in form["ids"]], float(form["shown_at"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError("this page is out of date: reload it") from None
+
+    def verdict(self, data: dict[Any, Any], ids: list[int], shown_at: float) -> dict[str, Any]:
         """The form's values as arguments of `work.submit`; UserError if something is missing."""
-        state = data[self.state]
-        ids: list[int] = state["ids"]
         labels = LABELS[: len(ids)]
         unsafe = [ids[i] for i, box in enumerate(self.unsafes[: len(ids)]) if data[box]]
         if len(ids) == 2:
@@ -156,12 +177,14 @@ class Screen:
             missing = [labels[i] for i, r in ranks.items() if not r]
             if missing:
                 raise UserError(f"give every candidate a rank; missing: {', '.join(missing)}")
+            if not all(r in RANKS[: len(ids)] for r in ranks.values()):
+                raise UserError(f"ranks go from 1 to {len(ids)}")
             groups: dict[int, list[int]] = {}
             for i, r in ranks.items():
                 groups.setdefault(int(r), []).append(ids[i])
             ranking, strength = [groups[r] for r in sorted(groups)], None
         return {"ranking": ranking, "strength": strength, "unsafe": unsafe,
-                "rationale": data[self.rationale] or "", "seconds": time.time() - state["shown_at"]}
+                "rationale": data[self.rationale] or "", "seconds": time.time() - shown_at}
 
 
 def build(ctx: AppContext) -> gr.Blocks:
@@ -174,29 +197,35 @@ def build(ctx: AppContext) -> gr.Blocks:
 
         def on_submit(data: dict[Any, Any], request: gr.Request) -> list[Any]:
             who = _who(ctx, request)
-            state = data[screen.state]
-            if state is None:
-                return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
             try:
-                work.submit(ctx.store, who, state["task_id"], source="gradio", **screen.verdict(data))
+                shown = screen.shown(data)
+                if shown is not None:
+                    task_id, ids, shown_at = shown
+                    done = work.submit(ctx.store, who, task_id, source="gradio", **screen.verdict(data, ids, shown_at))
             except UserError as err:
                 gr.Warning(str(err), duration=4)
                 return [gr.skip()] * len(screen.outputs)
+            if shown is not None and done.duplicate:
+                gr.Warning(f"You had already judged task {task_id} (in another tab, or this submit was sent twice); "
+                           "your first verdict stands and this one was not stored.", duration=8)
             return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
 
-        def on_skip(state: dict | None, request: gr.Request) -> list[Any]:
+        def on_skip(data: dict[Any, Any], request: gr.Request) -> list[Any]:
             who = _who(ctx, request)
-            if state is not None:
-                work.skip(ctx.store, who, state["task_id"])
+            try:
+                if (shown := screen.shown(data)) is not None:
+                    work.skip(ctx.store, who, shown[0])
+            except UserError as err:
+                gr.Warning(str(err), duration=4)
             return screen.render(who, work.next_task(ctx.store, who, ctx.lease_seconds))
 
         def on_clear() -> list[Any]:
             return [gr.update(value=None) for _ in screen.ranks]
 
-        inputs = {screen.state, screen.choice, screen.strength, screen.rationale, *screen.ranks, *screen.unsafes}
+        inputs = {screen.form, screen.choice, screen.strength, screen.rationale, *screen.ranks, *screen.unsafes}
         demo.load(on_load, None, screen.outputs)
         screen.submit.click(on_submit, inputs, screen.outputs, concurrency_limit=None)
-        screen.skip.click(on_skip, screen.state, screen.outputs, concurrency_limit=None)
+        screen.skip.click(on_skip, {screen.form}, screen.outputs, concurrency_limit=None)
         screen.clear.click(on_clear, None, screen.ranks, queue=False)
     return demo
 

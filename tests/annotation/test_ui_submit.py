@@ -1,0 +1,115 @@
+"""A submit on the judging screen names the task its form was filled in for.
+
+Driven through Gradio's own queue protocol (join, then read the session's event stream), as
+the page does, so that a request can be sent twice: a browser does not, but a client retrying
+after a lost answer does. The browser tests cover the page itself.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from rlhf import schema
+from rlhf.store import Store
+from tests.annotation.helpers import add_people, add_tasks, context, labels_of, serve
+
+
+class ScreenSession:
+    """One Gradio session of the judging screen, logged in as one annotator."""
+
+    def __init__(self, base: str, name: str, credential: str) -> None:
+        self.http = httpx.Client(base_url=base, timeout=30)
+        self.http.post("/api/login", json={"name": name, "password": credential}).raise_for_status()
+        self.session = secrets.token_hex(8)
+        config = self.http.get("/ui/config").json()
+        self.events = {d["api_name"]: d for d in config["dependencies"]}
+        self.elem = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+
+    def call(self, event: str, **values: Any) -> tuple[list[Any], list[str]]:
+        """Run `event` with inputs given by elem id (others empty); (its outputs, its warnings)."""
+        dep = self.events[event]
+        data = [values.get(self.elem[i]) for i in dep["inputs"]]
+        body = {"data": data, "fn_index": dep["id"], "session_hash": self.session, "trigger_id": dep["targets"][0][0]}
+        self.http.post("/ui/gradio_api/queue/join", json=body).raise_for_status()
+        warnings = []
+        with self.http.stream("GET", "/ui/gradio_api/queue/data", params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "log":
+                    warnings.append(msg["log"])
+                if msg.get("msg") == "process_completed":
+                    assert msg["success"], msg
+                    return msg["output"]["data"], warnings
+        raise AssertionError("the event stream ended before the event completed")
+
+
+def _judged(store: Store, name: str) -> dict[int, list[set[int]]]:
+    """Task -> the annotator's stored ranking, best first, ties as sets."""
+    with store.session(readonly=True) as s:
+        rows = s.scalars(select(schema.Judgment).join(schema.Annotator).where(schema.Annotator.name == name))
+        return {j.task_id: [set(group) for group in j.ranking] for j in rows}
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = Store.open(f"sqlite:///{tmp_path / 'ui.db'}")
+    yield st
+    st.dispose()
+
+
+def test_a_repeated_submit_never_judges_the_task_shown_after_it(store: Store) -> None:
+    first, second = add_tasks(store, 1, prompts=2, candidates=2, overlap=1)
+    creds = add_people(store, {"ann": "annotator"})
+    L = labels_of(store, first)
+    with serve(context(store)) as base:
+        screen = ScreenSession(base, "ann", creds["ann"])
+        shown, _ = screen.call("on_load")
+        form = shown[0]
+        assert form["task_id"] == first
+        verdict = {"form-task": form, "choice": "B", "strength": "better", "rationale": "written for the first"}
+        after, warnings = screen.call("on_submit", **verdict)
+        assert after[0]["task_id"] == second and warnings == []
+        # The same request again: the answer to the first was lost, say, and the client retried.
+        again, warnings = screen.call("on_submit", **verdict)
+        assert [w for w in warnings if f"already judged task {first}" in w], warnings
+        assert again[0]["task_id"] == second  # the screen stays on the task it was on
+        # A second tab's different verdict on the first task: refused with the same warning.
+        _, warnings = screen.call("on_submit", **{**verdict, "choice": "A"})
+        assert [w for w in warnings if f"already judged task {first}" in w], warnings
+    assert _judged(store, "ann") == {first: [{L["B"]}, {L["A"]}]}
+
+
+def test_a_form_filled_in_before_a_restart_is_filed_after_it(store: Store) -> None:
+    (task,) = add_tasks(store, 1, prompts=1, candidates=3, overlap=1)
+    creds = add_people(store, {"ann": "annotator"})
+    L = labels_of(store, task)
+    with serve(context(store)) as base:
+        form = ScreenSession(base, "ann", creds["ann"]).call("on_load")[0][0]
+    # A new server process knows neither the page's session nor the rank choices it was sent.
+    with serve(context(store)) as base:
+        screen = ScreenSession(base, "ann", creds["ann"])
+        after, warnings = screen.call("on_submit", **{"form-task": form, "rank-A": "2", "rank-B": "1", "rank-C": "2"})
+        assert warnings == [] and after[0] is None  # stored, and nothing is left
+    assert _judged(store, "ann") == {task: [{L["B"]}, {L["A"], L["C"]}]}
+
+
+def test_a_rank_outside_the_task_or_a_broken_form_is_refused(store: Store) -> None:
+    add_tasks(store, 1, prompts=1, candidates=3, overlap=1)
+    creds = add_people(store, {"ann": "annotator"})
+    with serve(context(store)) as base:
+        screen = ScreenSession(base, "ann", creds["ann"])
+        form = screen.call("on_load")[0][0]
+        # Every rank control offers 1-16 (so that a page outlives a restart); the screen checks the task's size.
+        _, warnings = screen.call("on_submit", **{"form-task": form, "rank-A": "1", "rank-B": "2", "rank-C": "7"})
+        assert [w for w in warnings if "ranks go from 1 to 3" in w], warnings
+        _, warnings = screen.call("on_submit", **{"form-task": {"task_id": "x"}, "rank-A": "1"})
+        assert [w for w in warnings if "reload" in w], warnings
+    assert _judged(store, "ann") == {}
