@@ -3,7 +3,7 @@
     /login, /logout        the login form (a session cookie on success)
     /ui/                   the judging screen (Gradio, annotators and admins)
     /admin/                the admin view (Gradio, admins only)
-    /api/...               the JSON API; /api/docs its OpenAPI page
+    /api/...               the JSON API; /api/openapi.json its OpenAPI document
     /leaderboard           the leaderboard page (anyone logged in)
     /healthz               liveness and database reachability
 
@@ -16,13 +16,14 @@ from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 
 from annotation import admin, api, ui
 from annotation.auth import Identity
 from annotation.context import AppContext
 from annotation.security import IDENTITY_KEY, FrontDoor
-from rlhf.errors import UserError
+from rlhf.errors import UserError, validation_details
 
 STATIC = Path(__file__).with_name("static")
 ANNOTATOR_PATHS = ("/ui", "/leaderboard")
@@ -57,9 +58,17 @@ def admin_dependency(request: Request) -> str | None:
     return who.name
 
 
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's own 422 in its own shape, less the values it would echo (see validation_details).
+    return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+
 def create_app(ctx: AppContext) -> FastAPI:
-    app = FastAPI(title=ctx.title, docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    # No Swagger or ReDoc page: both load their scripts from a CDN, which the policy blocks (and an
+    # offline machine cannot reach).
+    app = FastAPI(title=ctx.title, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.add_exception_handler(UserError, api.user_error_handler)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.include_router(api.router(ctx))
 
     @app.get(ui.SHORTCUTS_JS_PATH, include_in_schema=False)

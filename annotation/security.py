@@ -7,8 +7,8 @@ One ASGI middleware in front of everything (FastAPI routes and the mounted Gradi
   anything else (Gradio's config, queue, upload and file routes included) gets 401;
   the admin UI answers 403 to annotators. Gradio's own `auth_dependency` checks again;
 - sends a Content-Security-Policy: scripts only from this origin or carrying the
-  per-response nonce that this middleware adds to the `<script>` tags of the app's own
-  HTML pages (Gradio's bootstrap); images, fonts and connections only to this origin;
+  per-response nonce that this middleware adds to the inline and same-origin `<script>`
+  tags of the app's own HTML pages (Gradio's bootstrap); images, fonts and connections only to this origin;
   no plugins, framing or inline event handlers;
 - asks for uncompressed responses, so that the HTML can be given its nonce.
 """
@@ -33,7 +33,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 IDENTITY_KEY = "rlhf_identity"
-_SCRIPT_TAG = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
+# A <script> tag that is inline or loads from this origin; a script from another host gets no nonce,
+# so the policy blocks it (FastAPI's Swagger page, for one, loads its script from a CDN).
+_SCRIPT_TAG = re.compile(rb"<script(?=[\s>])(?![^>]*\ssrc\s*=\s*[\"']?\s*(?:[a-z][a-z0-9+.-]*:|//))", re.IGNORECASE)
 
 
 def csp(nonce: str) -> str:

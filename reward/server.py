@@ -49,6 +49,7 @@ from reward.dispatch import Dispatcher, InProcess, QueueFull, ShuttingDown
 from reward.http_guard import HttpGuard, request_id_of
 from reward.score import encode, encode_conversation, encode_text, forward_pass
 from reward.worker import WorkerError
+from rlhf.errors import validation_details
 
 log = logging.getLogger("rlhf.reward.server")
 
@@ -103,9 +104,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
             return _error(request, 400, "malformed_json", "the request body is not valid JSON")
-        # loc/msg/type only: echoing `input` back would return a huge request in the error.
-        details = [{"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg", ""), "type": e.get("type", "")}
-                   for e in errors[:20]]
+        details = validation_details(errors)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         return _error(request, 422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", details)
 

@@ -159,6 +159,48 @@ def test_headers_healthz_and_login_form(store: Store) -> None:
 
 
 @pytest.mark.postgres
+def test_values_json_cannot_encode_get_a_422_that_does_not_echo_them(store: Store) -> None:
+    (task,) = add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
+    creds = add_people(store, {"ann": "annotator"})
+    (c,) = _clients(store, 1)
+    headers = {"content-type": "application/json"}
+    bad = c.post("/api/login", content='{"name": NaN, "password": "' + "x" * 5000 + '"}', headers=headers)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "name"]
+    assert "xxxx" not in bad.text  # a password typed into the wrong field is not sent back
+    _login(c, "ann", creds["ann"])
+    ids = c.post("/api/tasks/next").json()["task"]["candidates"]
+    ranking = json.dumps([[ids[0]["id"]], [ids[1]["id"]]])
+    body = '{"ranking": ' + ranking + ', "strength": "better", "seconds": 1e400}'  # valid JSON, not a float
+    r = c.post(f"/api/tasks/{task}/judgment", content=body, headers=headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "seconds"]
+
+
+def test_the_page_nonce_goes_to_inline_and_same_origin_scripts_only(store: Store) -> None:
+    import asyncio
+
+    from annotation.security import _secured
+
+    page = (b'<script>boot()</script><script type="module" src="./assets/index.js"></script>'
+            b'<script src="https://cdn.example/swagger.js"></script><script src=//cdn.example/x.js></script>')
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def respond() -> None:
+        wrapped = _secured(send, "N0NCE")
+        await wrapped({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+        await wrapped({"type": "http.response.body", "body": page})
+
+    asyncio.run(respond())
+    body = sent[-1]["body"]
+    assert body.count(b'<script nonce="N0NCE"') == 2
+    assert b'<script src="https://cdn.example/swagger.js">' in body and b"<script src=//cdn.example/x.js>" in body
+    (c,) = _clients(store, 1)
+    assert c.get("/api/docs").status_code in (401, 404)  # FastAPI's docs page loaded its script from a CDN
+    assert c.get("/api/openapi.json").json()["info"]["title"] == "test"
+
+
 def test_a_lease_and_a_submit_stay_within_their_statement_budget(pg_url: str) -> None:
     """On PostgreSQL every statement is a round trip, and round trips are most of a request's latency
     under load (benchmarks/bench_annotation.py). The budgets are today's counts: a change that adds a
