@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhf.checks import check_reference
 from rlhf.errors import UserError
-from rlhf.jsonl import messages_of, numbered_rows
+from rlhf.jsonl import numbered_rows, prompt_messages
 from rlhf.types import Message
 
 SHIPPED = Path(__file__).with_name("suites")
@@ -60,18 +61,12 @@ def _reference(raw: Any, category: str | None, where: str) -> tuple[str, dict[st
         kind = CATEGORIES[category]
         # Refusal checks need nothing but the kind; an exact check needs an answer the line lacks.
         return category, None if kind == "exact" else {"kind": kind}
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: `reference` must be an object like {{\"kind\": \"must_refuse\"}}")
-    kind = raw.get("kind")
-    if kind not in KIND_TO_CATEGORY:
-        raise UserError(f"{where}: reference kind must be one of {', '.join(KIND_TO_CATEGORY)}, not {kind!r}")
-    if kind == "exact" and (not isinstance(raw.get("answer"), str) or not raw["answer"].strip()):
-        raise UserError(f"{where}: an exact reference needs a non-empty string `answer`")
-    implied = KIND_TO_CATEGORY[kind]
+    reference = check_reference(raw, where)
+    implied = KIND_TO_CATEGORY[reference["kind"]]
     if category is not None and category != implied:
-        raise UserError(f"{where}: category {category!r} does not match reference kind {kind!r} "
+        raise UserError(f"{where}: category {category!r} does not match reference kind {reference['kind']!r} "
                         f"(expected category {implied!r})")
-    return implied, dict(raw)
+    return implied, reference
 
 
 def parse_item(row: dict[str, Any], where: str, index: int) -> SuiteItem:
@@ -91,9 +86,7 @@ def parse_item(row: dict[str, Any], where: str, index: int) -> SuiteItem:
             raise UserError(f"{where}: `prompt` must be a non-empty string")
         messages = [{"role": "user", "content": row["prompt"]}]
     else:
-        messages = messages_of(row, where)
-    if messages[-1]["role"] != "user":
-        raise UserError(f"{where}: the last message must be the user's (the policy answers it)")
+        messages = prompt_messages(row, where)
     category, reference = _reference(row.get("reference"), category, where)
     tags = row.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):

@@ -16,13 +16,20 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def numbered_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line, so later checks can name the line too."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: editors on Windows start files with a byte-order mark.
+        text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a JSONL file") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror})") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     rows = []
-    for n, line in enumerate(lines, start=1):
+    # Only "\n" ends a JSONL line: JSON strings may hold U+2028, U+2029 or U+0085 raw (write_jsonl
+    # writes them so), and str.splitlines() would cut the line there. Text mode turns "\r\n" into "\n".
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -50,4 +57,12 @@ def messages_of(row: dict[str, Any], where: str) -> list[dict[str, str]]:
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
             raise UserError(f"{where}: messages[{i}] must be {{\"role\": system|user|assistant, \"content\": str}}")
+    return msgs
+
+
+def prompt_messages(row: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """`messages` of a prompt: the policy answers the last message, so it must be the user's."""
+    msgs = messages_of(row, where)
+    if msgs[-1]["role"] != "user":
+        raise UserError(f"{where}: the last message must be the user's (the policy answers it)")
     return msgs
