@@ -12,6 +12,7 @@ so that accelerate (DDP, DeepSpeed, FSDP) or torchrun starts N processes that tr
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,7 +94,10 @@ def check(cfg: Config, ws_root: Path) -> None:
     """Fail before any work on launcher settings that cannot work: the command, the config file,
     and batch sizes (per optimizer step) that do not split over the processes."""
     launcher = cfg.round.launcher
-    prefix(launcher, ws_root)
+    launch = prefix(launcher, ws_root)[0]
+    if shutil.which(launch) is None:
+        where = "" if "/" in launch else f" in {Path(sys.executable).parent} or on PATH"
+        raise UserError(f"round.launcher.command: no executable {launch}{where}")
     n = processes(launcher, ws_root)
     if not n:
         return

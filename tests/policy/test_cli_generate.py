@@ -10,10 +10,11 @@ import sys
 import pytest
 
 
-def rlhf(*args, timeout=600):
+def rlhf(*args, timeout=600, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("RLHF_WORKSPACE", None)
     return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=timeout, cwd=cwd)
 
 
 def one_error_line(r) -> str:
@@ -96,3 +97,48 @@ def test_missing_prompt_file_and_missing_model(chat_model, tmp_path, prompts):
     line = one_error_line(rlhf("generate", "--model", str(tmp_path / "no-model"), "--prompts", str(prompts),
                                "--out", str(tmp_path / "o.jsonl")))
     assert "does not exist" in line
+
+
+@pytest.mark.parametrize("option, value, key", [
+    ("--top-p", "0", "generation.top_p"),  # once silently 1.0
+    ("--temperature", "50", "generation.temperature"),
+    ("--max-new-tokens", "100000", "generation.max_new_tokens"),
+])
+def test_sampling_options_have_the_config_keys_limits(prompts, tmp_path, option, value, key):
+    # No model: the options are checked before one loads.
+    line = one_error_line(rlhf("generate", "--model", str(tmp_path / "no-model"), "--prompts", str(prompts),
+                               option, value, "--out", str(tmp_path / "o.jsonl")))
+    assert option in line and key in line
+
+
+def test_the_workspace_config_applies_with_set_and_options_on_top(chat_model, prompts, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "rlhf.yaml").write_text("generation:\n  backend: transformers\n  max_new_tokens: 5\n  top_p: 0.5\n")
+
+    def params(*args, cwd=None):
+        out = tmp_path / "out.jsonl"
+        r = rlhf("generate", "--model", str(chat_model), "--prompts", str(prompts), "--n", "2", *args,
+                 "--out", str(out), cwd=cwd)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return [json.loads(p) for p in {json.dumps(json.loads(x)["params"]) for x in out.read_text().splitlines()}]
+
+    assert params(cwd=ws) == [{"n": 2, "max_new_tokens": 5, "temperature": 1.0, "top_p": 0.5, "seed": 0, "stop": [],
+                               "backend": "transformers"}]
+    assert params("-w", str(ws), "--set", "generation.top_p=0.25", "--temperature", "0") == [
+        {"n": 2, "max_new_tokens": 5, "temperature": 0.0, "top_p": 0.25, "seed": 0, "stop": [], "backend": "transformers"}]
+    line = one_error_line(rlhf("generate", "--model", str(chat_model), "--prompts", str(prompts), "-w", str(tmp_path),
+                               "--out", str(tmp_path / "c.jsonl")))
+    assert "not a workspace" in line
+
+
+@pytest.mark.parametrize("out, what", [
+    (".", "is a folder"),
+    ("a-file/o.jsonl", "a-file is not a folder"),
+])
+def test_an_out_that_cannot_be_written_fails_before_sampling(chat_model, prompts, tmp_path, out, what):
+    (tmp_path / "a-file").write_text("")
+    # One line only: no progress bar, so nothing was sampled.
+    line = one_error_line(rlhf("generate", "--model", str(chat_model), "--prompts", str(prompts), "--backend",
+                               "transformers", "--out", str(tmp_path / out)))
+    assert line.startswith(f"error: --out {tmp_path / out}") and what in line

@@ -71,6 +71,18 @@ def test_the_round_checks_the_launcher_before_any_work(workspace):  # noqa: F811
     assert status["rounds"] == []
 
 
+@pytest.mark.parametrize("command, what", [
+    ("no-such-launcher --flag", "no executable no-such-launcher in "),
+    ("./no-such-wrapper.sh", "no executable ./no-such-wrapper.sh"),
+])
+def test_a_launcher_command_that_is_not_installed_fails_before_any_work(workspace, command, what):  # noqa: F811
+    r = rlhf("round", "--iter", "1", "-w", str(workspace), "--set", "round.launcher.stages=[reward]",
+             "--set", f"round.launcher.command={command}")
+    assert f"round.launcher.command: {what}" in one_error_line(r)
+    status = json.loads(rlhf("status", "--json", "-w", str(workspace)).stdout)
+    assert status["rounds"] == []
+
+
 def test_batch_sizes_must_split_over_the_launchers_processes():
     from rlhf.launcher import check
 
