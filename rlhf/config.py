@@ -9,12 +9,13 @@ An invalid value fails before any work, naming the key path and the reason.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rlhf.errors import UserError
+from rlhf.errors import UserError, read_user_text
 from rlhf.gate_syntax import parse_gate
 from rlhf.metric_names import unknown_metric
 
@@ -47,8 +48,19 @@ class VLLMConfig(Section):
         "started after others sampled wrongly in tests).")
 
 
+def _http_url(value: str) -> str:
+    # Checked here, once: httpx would otherwise fail mid-stage with an UnsupportedProtocol traceback.
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+    return value
+
+
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+
+
 class OpenAIConfig(Section):
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible server (e.g. `vllm serve`), up to /v1.")
+    base_url: HttpURL = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible server (e.g. `vllm serve`), up to /v1.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the API key (optional).")
     model: str | None = Field(None, description="Served model name (null = the model path, or the server's only model).")
     concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once.")
@@ -116,7 +128,7 @@ class SimulatedAnnotatorConfig(Section):
 
 
 class ArgillaConfig(Section):
-    url: str = Field("http://127.0.0.1:6900", description="Argilla server (`annotation.frontend: argilla`).")
+    url: HttpURL = Field("http://127.0.0.1:6900", description="Argilla server (`annotation.frontend: argilla`).")
     workspace: str = Field("argilla", description="Argilla workspace the round datasets go to (must exist).")
     api_key_env: str = Field(
         "RLHF_ARGILLA_API_KEY",
@@ -225,7 +237,7 @@ class PPOConfig(Section):
         "transformers", description="Rollouts through transformers on the live weights, or an in-process vLLM engine "
         "(`generation.vllm` settings) that gets the policy's weights after each update."
     )
-    reward_url: str | None = Field(
+    reward_url: HttpURL | None = Field(
         None, description="Score rollouts through the reward API at this URL (token from RLHF_REWARD_TOKEN) "
         "instead of the local reward models."
     )
@@ -371,10 +383,7 @@ def validate(data: dict[str, Any], source: str = "rlhf.yaml") -> Config:
 
 
 def load(path: Path, overrides: list[str] | None = None) -> Config:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such config file (run `rlhf init DIR` first)") from None
+    text = read_user_text(path, kind="config file", missing="no such config file (run `rlhf init DIR` first)")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:

@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI turns them into one line on stderr and exit code 2."""
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input: a config value, a path, a file, a command-line argument."""
@@ -21,3 +23,18 @@ def validation_details(errors: list[dict], limit: int = 20) -> list[dict]:
     """
     return [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
             for e in errors[:limit]]
+
+
+def read_user_text(path: Path, kind: str = "file", missing: str = "no such file", encoding: str = "utf-8") -> str:
+    """The text of a file the user named (a `kind` of file); each way it cannot be read is one
+    UserError line, where Python would raise a different OSError for each."""
+    try:
+        return Path(path).read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise UserError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a {kind}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read it ({err.strerror})") from None

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rlhf.errors import UserError
+from rlhf.errors import UserError, read_user_text
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -15,17 +15,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def numbered_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line, so later checks can name the line too."""
-    try:
-        # utf-8-sig: editors on Windows start files with a byte-order mark.
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a JSONL file") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot read it ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
+    # utf-8-sig: editors on Windows start files with a byte-order mark.
+    text = read_user_text(path, kind="JSONL file", encoding="utf-8-sig")
     rows = []
     # Only "\n" ends a JSONL line: JSON strings may hold U+2028, U+2029 or U+0085 raw (write_jsonl
     # writes them so), and str.splitlines() would cut the line there. Text mode turns "\r\n" into "\n".

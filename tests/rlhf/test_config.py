@@ -53,3 +53,25 @@ def test_override_without_equals_is_an_error(tmp_path):
     p.write_text("{}\n")
     with pytest.raises(UserError, match="KEY.PATH=VALUE"):
         config.load(p, ["generation.n"])
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: p.mkdir(), "is a folder, not a config file"),
+    (lambda p: p.write_bytes(b"project: caf\xe9\n"), "not UTF-8 text"),
+    (lambda p: None, "no such config file"),
+])
+def test_a_config_file_that_cannot_be_read_is_one_user_error(tmp_path, make, fragment):
+    p = tmp_path / "rlhf.yaml"
+    make(p)
+    with pytest.raises(UserError, match=fragment):
+        config.load(p)
+
+
+@pytest.mark.parametrize("key", ["generation.openai.base_url", "annotation.argilla.url", "policy.ppo.reward_url"])
+def test_server_urls_must_be_http(tmp_path, key):
+    p = tmp_path / "rlhf.yaml"
+    p.write_text("{}\n")
+    for bad in ("notaurl", "ftp://127.0.0.1/x", "http://"):
+        with pytest.raises(UserError, match=f"{key}: .*must be an http"):
+            config.load(p, [f"{key}={bad}"])
+    assert config.load(p, [f"{key}=https://127.0.0.2:8443/v1"])
