@@ -6,6 +6,7 @@ names; it is never stored in the workspace and never put into a message.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ def talking_to(cfg: ArgillaConfig) -> Iterator[None]:
         raise UserError(f"Argilla at {cfg.url} refused a request (HTTP {err.status_code}): {detail}") from None
     except ArgillaError as err:
         raise UserError(f"Argilla at {cfg.url}: {str(err).splitlines()[0][:300]}") from None
+    except json.JSONDecodeError:
+        # Something answers at the URL, but not Argilla's API (another service, a proxy's login page).
+        raise UserError(f"Argilla at {cfg.url} answered with something that is not JSON: is it an Argilla server?") from None
 
 
 def connect(cfg: ArgillaConfig) -> Any:
