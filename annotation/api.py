@@ -140,8 +140,16 @@ def router(ctx: AppContext) -> APIRouter:
         _set_cookie(resp, who)
         return resp
 
+    def _end_sessions(request: Request) -> None:
+        who = request.scope.get(IDENTITY_KEY)
+        if who is not None:
+            with ctx.store.session() as s:
+                auth.end_sessions(s, who.id)
+
     @r.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
-    def logout() -> RedirectResponse:
+    def logout(request: Request) -> RedirectResponse:
+        """Log out: ends every session of this annotator, on every device, not just this browser's."""
+        _end_sessions(request)
         resp = RedirectResponse("/login", status_code=303)
         resp.delete_cookie(auth.COOKIE, path="/")
         return resp
@@ -156,7 +164,9 @@ def router(ctx: AppContext) -> APIRouter:
         return resp
 
     @r.post("/api/logout")
-    def api_logout() -> JSONResponse:
+    def api_logout(request: Request) -> JSONResponse:
+        """End every session of the logged-in annotator, on every device (copies of the cookie included)."""
+        _end_sessions(request)
         resp = JSONResponse({"logged_out": True})
         resp.delete_cookie(auth.COOKIE, path="/")
         return resp

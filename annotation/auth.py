@@ -2,9 +2,11 @@
 
 Credentials are random tokens handed out once (`rlhf annotators add`) and stored only as
 argon2id hashes. A login turns a credential into a session cookie signed with the
-workspace's session key; the cookie carries the annotator id and a fingerprint of the
-stored hash, so issuing a new credential ends every session of the old one. Every
-request looks the annotator up again: a deactivated annotator is out at once.
+workspace's session key; the cookie carries the annotator id, a fingerprint of the
+stored hash (issuing a new credential ends every session of the old one) and the
+annotator's session generation (a logout bumps it, which ends every session of that
+annotator, copies of the cookie included). Every request looks the annotator up again:
+a deactivated annotator is out at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from annotation import queue
@@ -26,6 +28,7 @@ from rlhf import schema
 from rlhf.errors import UserError
 
 COOKIE = "rlhf_session"
+MAX_NAME = 128  # the width of annotators.name
 SECRET_ENV = "RLHF_SESSION_SECRET"
 # OWASP's argon2id minimum (19 MiB, 2 passes): a login costs ~0.1 s on two busy cores
 # instead of ~0.35 s with the library default, and the secrets are random tokens anyway.
@@ -55,26 +58,42 @@ def _fingerprint(secret_hash: str | None) -> str:
     return hashlib.sha256((secret_hash or "").encode()).hexdigest()[:16]
 
 
-def add_annotator(s: Session, name: str, role: str = "annotator", reset: bool = False) -> tuple[schema.Annotator, str]:
+def clean_name(name: str) -> str:
+    """A login name as stored: every command that takes a name must look it up this way."""
+    return name.strip()
+
+
+def add_annotator(
+    s: Session, name: str, role: str | None = None, reset: bool = False
+) -> tuple[schema.Annotator, str]:
     """Create an annotator (or, with `reset`, give an existing one a new credential); returns the credential.
 
-    The credential is shown to the caller once and only its hash is kept.
+    The credential is shown to the caller once and only its hash is kept. `role` None means
+    annotator for a new account and the current role for an existing one; a reset never
+    changes whether the account is active (deactivation is undone only by `set_active`).
+    Simulated annotators never get a credential: a person logged in under that name would
+    take the tasks the simulation expects to judge and be counted as the simulation.
     """
-    name = name.strip()
+    name = clean_name(name)
+    if len(name) > MAX_NAME:
+        raise UserError(f"annotator name must be at most {MAX_NAME} characters")
     existing = s.scalar(select(schema.Annotator).where(schema.Annotator.name == name))
+    if existing is not None and existing.simulated:
+        raise UserError(f"annotator {name} is a simulated annotator and cannot log in; choose another name")
     if existing is not None and existing.secret_hash and not reset:
         raise UserError(f"annotator {name} already exists (use --reset to issue a new credential)")
-    row = queue.ensure_annotator(s, name, role=role)
+    row = queue.ensure_annotator(s, name, role=role or "annotator")
+    if role is not None:
+        row.role = role
     secret = new_secret()
     row.secret_hash = _HASHER.hash(secret)
-    row.role, row.active = role, True
     s.flush()
     return row, secret
 
 
 def authenticate(s: Session, name: str, secret: str) -> Identity | None:
     """The active annotator whose credential this is, else None."""
-    row = s.scalar(select(schema.Annotator).where(schema.Annotator.name == name.strip()))
+    row = s.scalar(select(schema.Annotator).where(schema.Annotator.name == clean_name(name)))
     stored = row.secret_hash if row is not None and row.secret_hash else _DUMMY_HASH
     try:
         ok = _HASHER.verify(stored, secret)
@@ -86,12 +105,24 @@ def authenticate(s: Session, name: str, secret: str) -> Identity | None:
 
 
 def set_active(s: Session, name: str, active: bool) -> schema.Annotator:
+    name = clean_name(name)
     row = s.scalar(select(schema.Annotator).where(schema.Annotator.name == name))
     if row is None:
         raise UserError(f"no annotator named {name!r}")
     row.active = active
     s.flush()
     return row
+
+
+def end_sessions(s: Session, annotator_id: int) -> None:
+    """Invalidate every session cookie issued so far to this annotator (a logout)."""
+    # One UPDATE, not read-then-write: two logouts at once must both leave the counter moved on.
+    s.execute(
+        update(schema.Annotator)
+        .where(schema.Annotator.id == annotator_id)
+        .values(session_generation=schema.Annotator.session_generation + 1)
+    )
+    s.flush()
 
 
 def list_annotators(s: Session) -> list[dict]:
@@ -113,7 +144,8 @@ def list_annotators(s: Session) -> list[dict]:
 
 
 class SessionSigner:
-    """Signs and reads session cookies: `{annotator id, credential fingerprint}` plus a timestamp."""
+    """Signs and reads session cookies: `{annotator id, credential fingerprint, session generation}`
+    plus a timestamp."""
 
     def __init__(self, key: str, max_age_s: int) -> None:
         self._ser = URLSafeTimedSerializer(key, salt="rlhf-annotator-session")
@@ -121,7 +153,11 @@ class SessionSigner:
 
     def issue(self, s: Session, identity: Identity) -> str:
         row = s.get(schema.Annotator, identity.id)
-        return self._ser.dumps({"a": identity.id, "f": _fingerprint(row.secret_hash if row else None)})
+        return self._ser.dumps({
+            "a": identity.id,
+            "f": _fingerprint(row.secret_hash if row else None),
+            "g": row.session_generation if row else 0,
+        })
 
     def resolve(self, s: Session, cookie: str | None) -> Identity | None:
         """The identity of a valid, unexpired cookie of an active annotator; None otherwise."""
@@ -137,6 +173,10 @@ class SessionSigner:
         if row is None or not row.active or not row.secret_hash:
             return None
         if not secrets.compare_digest(str(data.get("f", "")), _fingerprint(row.secret_hash)):
+            return None
+        # Cookies issued before generations existed carry none: they belong to generation 0.
+        generation = data.get("g", 0)
+        if type(generation) is not int or generation != row.session_generation:
             return None
         return Identity(row.id, row.name, row.role)
 

@@ -21,8 +21,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from typer._click.exceptions import ClickException  # typer vendors click since 0.2x
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click since 0.2x
 
+from rlhf.cli_annotate import MAX_DB_INT
 from rlhf.errors import UserError, WaitingForHumans
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -62,14 +63,15 @@ def init(
     from rlhf.bootstrap import init as do_init
 
     do_init(directory, demo, force, set_ or [])
-    out.print(f"workspace ready: {directory}")
+    # Paths are the user's text: rich must not read markup in them (here and below).
+    out.print(f"workspace ready: {directory}", markup=False)
     if demo:
-        out.print(f"next: rlhf round --iter 1 --workspace {directory}")
+        out.print(f"next: rlhf round --iter 1 --workspace {directory}", markup=False)
 
 
 @app.command("round")
 def round_cmd(
-    iter: Annotated[int, typer.Option("--iter", help="Round number (1 for the first).")],
+    iter: Annotated[int, typer.Option("--iter", help="Round number (1 for the first).", min=1, max=MAX_DB_INT)],
     workspace: WorkspaceOpt = Path("."),
     annotator: Annotated[str | None, typer.Option(help="human or simulated (default: annotation.annotator).")] = None,
     redo: Annotated[list[str] | None, typer.Option("--redo", help="Run this stage (and the ones after it) again.")] = None,
@@ -92,7 +94,7 @@ def round_cmd(
 @app.command(hidden=True)
 def stage(
     name: Annotated[str, typer.Argument(help="Stage name.")],
-    iter: Annotated[int, typer.Option("--iter")],
+    iter: Annotated[int, typer.Option("--iter", min=1, max=MAX_DB_INT)],
     workspace: WorkspaceOpt = Path("."),
     annotator: Annotated[str, typer.Option()] = "simulated",
     set_: SetOpt = None,
@@ -138,7 +140,7 @@ def prompts_import(
         added = import_prompts(store, file, split)
     finally:
         store.dispose()
-    out.print(f"{added} new prompts from {file}")
+    out.print(f"{added} new prompts from {file}", markup=False)
 
 
 @leaderboard_app.command("build")
@@ -154,7 +156,7 @@ def leaderboard_build(workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) 
                                  cfg.evals.rating_bootstrap, cfg.seed)
     finally:
         store.dispose()
-    out.print(f"leaderboard: {page}")
+    out.print(f"leaderboard: {page}", markup=False)
 
 
 def _print_round(ws, iteration: int) -> None:
@@ -166,8 +168,8 @@ def _print_round(ws, iteration: int) -> None:
     info = collect(ws)
     rnd = next((r for r in info["rounds"] if r["iter"] == iteration), None)
     if rnd and rnd.get("gate"):
-        out.print(f"round {iteration} complete: {rnd['gate'].get('reason', '')}")
-    out.print(f"leaderboard: {ws.leaderboard_dir / 'index.html'}")
+        out.print(f"round {iteration} complete: {rnd['gate'].get('reason', '')}", markup=False)
+    out.print(f"leaderboard: {ws.leaderboard_dir / 'index.html'}", markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,6 +180,12 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(1)
+    except NoArgsIsHelpError as e:
+        # The help is the answer (typer's rich help is already printed and the message is
+        # empty); only plain click's help comes back as the message.
+        if e.format_message().strip():
+            print(e.format_message(), file=sys.stderr)
+        sys.exit(e.exit_code)
     except ClickException as e:
         # Usage errors: one line, code 2, like every other input error.
         print(f"error: {e.format_message()}", file=sys.stderr)

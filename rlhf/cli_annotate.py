@@ -4,7 +4,7 @@
     rlhf annotate gold TASK "B > A" [--unsafe C]  make a task a gold task with a known answer
     rlhf annotate export [--round N] [--kind K]   judgments as TRL preference rows (JSONL)
     rlhf annotators add NAME [--role admin]       prints the credential once
-    rlhf annotators list | deactivate NAME
+    rlhf annotators list | deactivate NAME | activate NAME
 
 Glue: the export wires annotation's judgments to reward's pair builder.
 """
@@ -25,8 +25,13 @@ from rich.table import Table
 from rlhf.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, help="The annotator web UI, gold tasks and export of judgments.")
-annotators_app = typer.Typer(no_args_is_help=True, help="Annotator accounts: add, list, deactivate.")
+annotators_app = typer.Typer(no_args_is_help=True, help="Annotator accounts: add, list, deactivate, activate.")
 out = Console()
+# Round numbers and ids are INTEGER columns, which on PostgreSQL hold at most this (SQLite's
+# hold 2**63 - 1): a larger number must be a usage error, not an error from the database driver.
+MAX_DB_INT = 2**31 - 1
+# annotation.overlap's own bound in rlhf/config.py: a gold task cannot ask for more.
+MAX_OVERLAP = 10
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.", envvar="RLHF_WORKSPACE")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (repeatable).")]
@@ -127,10 +132,11 @@ def serve(
 
 @app.command()
 def gold(
-    task: Annotated[int, typer.Argument(help="Task id.")],
+    task: Annotated[int, typer.Argument(help="Task id.", min=1, max=MAX_DB_INT)],
     ranking: Annotated[str, typer.Argument(help="Known ranking in screen letters, best first: 'B > A = C'.")],
     unsafe: Annotated[str, typer.Option(help="Letters of unsafe candidates, e.g. 'C'.")] = "",
-    overlap: Annotated[int | None, typer.Option(help="Raise the task's overlap (more annotators see it).")] = None,
+    overlap: Annotated[int | None, typer.Option(help="Raise the task's overlap (more annotators see it).",
+                                                min=1, max=MAX_OVERLAP)] = None,
     workspace: WorkspaceOpt = Path("."),
     set_: SetOpt = None,
 ) -> None:
@@ -139,12 +145,13 @@ def gold(
 
     with _store(workspace, set_) as (_, _cfg, store), store.session() as s:
         row = oversight.set_gold(s, task, ranking, unsafe, overlap)
-        out.print(f"task {row.id} is a gold task: {row.gold}")
+        out.print(f"task {row.id} is a gold task: {row.gold}", markup=False, highlight=False)
 
 
 @app.command()
 def export(
-    round_: Annotated[int | None, typer.Option("--round", help="Only this round (default: all).")] = None,
+    round_: Annotated[int | None, typer.Option("--round", help="Only this round (default: all).",
+                                               min=1, max=MAX_DB_INT)] = None,
     kind: Annotated[str, typer.Option(help="helpful (rankings, with margin) or safety (safe over unsafe).")] = "helpful",
     output: Annotated[Path | None, typer.Option("--out", help="JSONL file (default: stdout).")] = None,
     workspace: WorkspaceOpt = Path("."),
@@ -158,27 +165,36 @@ def export(
         sys.stdout.write(text)
     else:
         output.write_text(text)
-        out.print(f"{len(rows)} {kind} pairs -> {output}")
+        out.print(f"{len(rows)} {kind} pairs -> {output}", markup=False, highlight=False)
 
 
 @annotators_app.command("add")
 def annotators_add(
-    name: Annotated[str, typer.Argument(help="Login name.")],
-    role: Annotated[str, typer.Option(help="annotator or admin.")] = "annotator",
-    reset: Annotated[bool, typer.Option("--reset", help="Issue a new credential to an existing annotator.")] = False,
+    name: Annotated[str, typer.Argument(help="Login name (leading and trailing spaces are dropped).")],
+    role: Annotated[str | None, typer.Option(
+        help="annotator or admin (default: annotator for a new account; an existing one keeps its role).")] = None,
+    reset: Annotated[bool, typer.Option(
+        "--reset", help="Issue a new credential to an existing annotator: ends their sessions; "
+                        "role (unless --role) and active/deactivated status stay.")] = False,
     workspace: WorkspaceOpt = Path("."),
     set_: SetOpt = None,
 ) -> None:
-    """Create an annotator and print their credential (shown this once; only its hash is stored)."""
+    """Create an annotator and print their credential (shown this once; only its hash is stored).
+
+    An existing name is refused unless it has no credential yet (an Argilla user) or --reset is
+    given. Simulated annotators (sim-1, ...) never get a credential.
+    """
     from annotation import auth
 
-    if len(name.strip()) > 128:
-        raise UserError("annotator name must be at most 128 characters")
     with _store(workspace, set_) as (_, _cfg, store):
         with store.session() as s:
             row, secret = auth.add_annotator(s, name, role, reset=reset)
-            who, what = row.name, row.role
-    out.print(f"{what} {who}: credential (shown once) follows")
+            who, what, active = row.name, row.role, row.active
+    # Names are the user's text: rich must not read markup in them.
+    out.print(f"{what} {who}: credential (shown once) follows", markup=False, highlight=False)
+    if not active:
+        out.print(f"{who} is deactivated: the credential works once `rlhf annotators activate` is run",
+                  markup=False, highlight=False)
     print(secret)
 
 
@@ -186,6 +202,8 @@ def annotators_add(
 def annotators_list(workspace: WorkspaceOpt = Path("."), as_json: Annotated[bool, typer.Option("--json")] = False,
                     set_: SetOpt = None) -> None:
     """Annotators with role, status and judgments."""
+    from rich.markup import escape
+
     from annotation import auth
 
     with _store(workspace, set_) as (_, _cfg, store), store.session(readonly=True) as s:
@@ -195,7 +213,7 @@ def annotators_list(workspace: WorkspaceOpt = Path("."), as_json: Annotated[bool
         return
     table = Table("name", "role", "active", "can log in", "judgments")
     for r in rows:
-        table.add_row(r["name"], r["role"], str(r["active"]), str(r["can_log_in"]), str(r["judgments"]))
+        table.add_row(escape(r["name"]), r["role"], str(r["active"]), str(r["can_log_in"]), str(r["judgments"]))
     out.print(table)
 
 
@@ -206,5 +224,16 @@ def annotators_deactivate(name: Annotated[str, typer.Argument(help="Login name."
     from annotation import auth
 
     with _store(workspace, set_) as (_, _cfg, store), store.session() as s:
-        auth.set_active(s, name, False)
-    out.print(f"{name} deactivated")
+        who = auth.set_active(s, name, False).name
+    out.print(f"{who} deactivated", markup=False, highlight=False)
+
+
+@annotators_app.command("activate")
+def annotators_activate(name: Annotated[str, typer.Argument(help="Login name.")],
+                        workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) -> None:
+    """Let a deactivated annotator log in again with their current credential."""
+    from annotation import auth
+
+    with _store(workspace, set_) as (_, _cfg, store), store.session() as s:
+        who = auth.set_active(s, name, True).name
+    out.print(f"{who} activated", markup=False, highlight=False)

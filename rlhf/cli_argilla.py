@@ -19,12 +19,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from rlhf.cli_annotate import MAX_DB_INT
+
 app = typer.Typer(no_args_is_help=True, help="Argilla as the annotation front end: push tasks, pull judgments.")
 out = Console()
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.", envvar="RLHF_WORKSPACE")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (repeatable).")]
-IterOpt = Annotated[int, typer.Option("--iter", help="Round number.")]
+IterOpt = Annotated[int, typer.Option("--iter", help="Round number.", min=1, max=MAX_DB_INT)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 

@@ -194,6 +194,9 @@ class Annotator(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Signed into every session cookie; a logout bumps it, which ends all earlier cookies
+    # (annotation.auth.SessionSigner.resolve).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Assignment(Base):

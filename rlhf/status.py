@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
@@ -59,19 +60,22 @@ def round_table(ws: Workspace, iteration: int) -> Table | None:
     for k in SHOWN:
         t.add_column(LABELS[k], justify="right")
     for name, m in metrics.items():
-        t.add_row(name, *(f"{m[k]:.3f}" if k in m else "" for k in SHOWN))
+        t.add_row(escape(name), *(f"{m[k]:.3f}" if k in m else "" for k in SHOWN))
     return t
 
 
 def render(info: dict[str, Any], console: Console) -> None:
-    console.print(f"[bold]{info['workspace']}[/]  incumbent: [green]{info['incumbent']}[/]")
+    # Paths, model names and gate reasons come from users and files: escaped, so that rich
+    # shows them as written instead of reading them as markup.
+    console.print(f"[bold]{escape(info['workspace'])}[/]  incumbent: [green]{escape(str(info['incumbent']))}[/]")
     t = Table(title="rounds")
     for c in ("iter", "status", "stages done", "incumbent"):
         t.add_column(c)
     t.add_column("decision", ratio=1)
     for r in info["rounds"]:
         reason = (r.get("gate") or {}).get("reason", "")
-        t.add_row(str(r["iter"]), r["status"], ", ".join(r["stages_done"]) or "-", r["incumbent"] or "", reason)
+        t.add_row(str(r["iter"]), r["status"], ", ".join(r["stages_done"]) or "-", escape(r["incumbent"] or ""),
+                  escape(str(reason)))
     console.print(t)
     t = Table(title="policies")
     t.add_column("name", no_wrap=True)
@@ -81,17 +85,17 @@ def render(info: dict[str, Any], console: Console) -> None:
     for m in info["models"]:
         if m["kind"] not in ("sft", "policy"):
             continue
-        t.add_row(m["name"], m["status"], m["method"] or m["kind"],
+        t.add_row(escape(m["name"]), m["status"], escape(m["method"] or m["kind"]),
                   *(f"{m['eval'][k]:.3f}" if k in m["eval"] else "" for k in SHOWN))
         if m.get("gate"):
             gated.append(m)
     console.print(t)
     for m in gated:
         # Every check with its value and threshold: which one failed, and by how much.
-        console.print(f"[bold]gate {m['name']}[/]: {m['gate']['decision']} ({m['gate']['reason']})")
+        console.print(f"[bold]gate {escape(m['name'])}[/]: {m['gate']['decision']} ({escape(str(m['gate']['reason']))})")
         for c in m["gate"]["checks"]:
             mark = "[green]pass[/]" if c.get("passed") else "[red]FAIL[/]"
-            console.print(f"  {mark} {c.get('gate')}: {c.get('reason')}", markup=True, highlight=False)
+            console.print(f"  {mark} {escape(str(c.get('gate')))}: {escape(str(c.get('reason')))}", highlight=False)
     rms = [m for m in info["models"] if m["kind"] == "reward"]
     if rms:
         t = Table(title="reward models (held-out)")
@@ -101,6 +105,6 @@ def render(info: dict[str, Any], console: Console) -> None:
             r = next((x["reward"] for x in info["rounds"] if x["iter"] == m["round"]), None) or {}
             head = r.get(m["method"].removeprefix("rm-"), {})
             split = "  ".join(f"{k} {v['accuracy']:.2f} ({v['pairs']})" for k, v in (head.get("by_agreement") or {}).items())
-            t.add_row(m["name"], str(m["round"]), f"{head.get('accuracy', float('nan')):.3f}",
+            t.add_row(escape(m["name"]), str(m["round"]), f"{head.get('accuracy', float('nan')):.3f}",
                       f"{head.get('ece', float('nan')):.3f}", str(head.get("train_pairs", "")), split)
         console.print(t)

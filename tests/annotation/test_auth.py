@@ -7,8 +7,10 @@ import stat
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
 
-from annotation import auth
+from annotation import auth, queue
+from rlhf import schema
 from rlhf.errors import UserError
 from rlhf.store import Store
 
@@ -65,3 +67,53 @@ def test_session_key_file_and_environment(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(auth.SECRET_ENV, "short")
     with pytest.raises(UserError, match="too short"):
         auth.session_key(tmp_path, ".session-secret")
+
+
+def test_logout_ends_every_session_of_the_annotator(st: Store) -> None:
+    signer = auth.SessionSigner("s" * 32, 3600)
+    with st.session() as s:
+        row, _ = auth.add_annotator(s, "ann")
+        other, _ = auth.add_annotator(s, "other")
+        who, them = auth.Identity(row.id, row.name, row.role), auth.Identity(other.id, other.name, other.role)
+        laptop, phone, theirs = signer.issue(s, who), signer.issue(s, who), signer.issue(s, them)
+        # A cookie from before session generations existed: the right key and fingerprint, no "g".
+        legacy = URLSafeTimedSerializer("s" * 32, salt="rlhf-annotator-session").dumps(
+            {"a": row.id, "f": auth._fingerprint(row.secret_hash)}
+        )
+        assert signer.resolve(s, legacy) == who  # read as generation 0: an upgrade logs nobody out
+        auth.end_sessions(s, row.id)
+        assert [signer.resolve(s, c) for c in (laptop, phone, legacy)] == [None, None, None]
+        assert signer.resolve(s, theirs) == them  # only the annotator who logged out
+        assert signer.resolve(s, signer.issue(s, who)) == who  # logging in again works
+
+
+def test_reset_keeps_role_and_active_flag_and_sets_a_role_only_when_asked(st: Store) -> None:
+    with st.session() as s:
+        auth.add_annotator(s, "lead", "admin")
+        row, secret = auth.add_annotator(s, "lead", reset=True)
+        assert row.role == "admin"
+        assert auth.authenticate(s, "lead", secret) is not None
+        auth.set_active(s, "lead", False)
+        row, secret = auth.add_annotator(s, "lead", reset=True)
+        assert row.active is False and auth.authenticate(s, "lead", secret) is None
+        assert auth.add_annotator(s, "lead", "annotator", reset=True)[0].role == "annotator"
+        assert auth.add_annotator(s, "new", reset=True)[0].role == "annotator"
+
+
+def test_simulated_annotators_never_get_a_credential(st: Store) -> None:
+    with st.session() as s:
+        queue.ensure_annotator(s, "sim-1", simulated=True)
+        for reset in (False, True):
+            with pytest.raises(UserError, match="simulated"):
+                auth.add_annotator(s, "sim-1", reset=reset)
+        assert s.scalar(select(schema.Annotator.secret_hash).where(schema.Annotator.name == "sim-1")) is None
+
+
+def test_names_are_looked_up_as_add_stores_them(st: Store) -> None:
+    with st.session() as s:
+        row, secret = auth.add_annotator(s, " dave ")
+        assert row.name == "dave"
+        assert auth.authenticate(s, " dave", secret) is not None
+        assert auth.set_active(s, " dave", False).name == "dave"
+        with pytest.raises(UserError, match="at most 128"):
+            auth.add_annotator(s, "x" * 129)

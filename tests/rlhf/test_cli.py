@@ -74,3 +74,24 @@ def test_not_a_workspace(tmp_path):
 def test_usage_error_is_one_line_exit_2():
     line = one_error_line(rlhf("round", "--iter", "two"))
     assert "--iter" in line
+
+
+@pytest.mark.parametrize("value", [str(2**63), "99999999999999999999"])
+def test_round_number_out_of_range_is_a_usage_error(workspace, value):
+    line = one_error_line(rlhf("round", "--iter", value, "-w", str(workspace)))
+    assert "--iter" in line
+
+
+@pytest.mark.parametrize("args", [(), ("annotate",)])
+def test_no_arguments_prints_help_and_no_empty_error_line(args):
+    r = rlhf(*args)
+    assert r.returncode == 2 and "Usage" in r.stdout + r.stderr
+    assert "error" not in r.stderr and "Traceback" not in r.stdout + r.stderr
+
+
+def test_status_prints_a_workspace_path_that_looks_like_rich_markup(tmp_path):
+    ws = tmp_path / "q[" / "z]"
+    assert rlhf("init", str(ws)).returncode == 0
+    r = rlhf("status", "-w", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert str(ws) in r.stdout.replace("\n", "")

@@ -415,3 +415,24 @@ def test_session_rolls_back_on_error(store: Store) -> None:
             raise ValueError("boom")
     with store.session(readonly=True) as s:
         assert s.scalars(select(schema.Annotator)).all() == []
+
+
+def test_upgrade_from_0001_gives_existing_annotators_session_generation_0(db_url: str) -> None:
+    from alembic import command
+
+    st = Store.open(db_url, migrate=False)
+    try:
+        with st.engine.connect() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            conn.execute(text("INSERT INTO annotators (name, role, active, simulated, created_at) "
+                              "VALUES ('old', 'annotator', true, false, CURRENT_TIMESTAMP)"))
+            conn.commit()
+        st.upgrade()
+        assert _version(st) == _head()
+        with st.session() as s:
+            assert s.scalar(select(schema.Annotator.session_generation)) == 0
+            s.add(schema.Annotator(name="new"))
+        with st.session() as s:
+            assert s.scalars(select(schema.Annotator.session_generation)).all() == [0, 0]
+    finally:
+        st.dispose()
