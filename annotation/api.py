@@ -13,6 +13,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import text
@@ -21,6 +22,7 @@ from annotation import auth, oversight, work
 from annotation.auth import Identity
 from annotation.context import AppContext
 from annotation.security import IDENTITY_KEY
+from rlhf.types import MAX_DB_INT, MAX_OVERLAP
 
 MAX_NAME = 128
 MAX_SECRET = 256
@@ -31,10 +33,16 @@ class LoginIn(BaseModel):
     password: str = Field(min_length=1, max_length=MAX_SECRET)
 
 
+# Ids and round numbers the database can hold: a larger one is a 422 here, not a driver error (500).
+Id = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
+TaskId = Annotated[int, PathParam(ge=1, le=MAX_DB_INT)]
+RoundNo = Annotated[int | None, Query(ge=1, le=MAX_DB_INT)]
+
+
 class JudgmentIn(BaseModel):
-    ranking: list[list[int]] = Field(description="Groups of candidate ids, best first; a group of several is a tie.")
+    ranking: list[list[Id]] = Field(description="Groups of candidate ids, best first; a group of several is a tie.")
     strength: str | None = Field(None, description="For a pair with a winner: significantly_better ... negligibly_better.")
-    unsafe: list[int] = Field(default_factory=list, description="Candidate ids flagged unsafe.")
+    unsafe: list[Id] = Field(default_factory=list, description="Candidate ids flagged unsafe.")
     rationale: str = Field("", max_length=5000)
     seconds: float = Field(0.0, ge=0, le=86400)
 
@@ -47,7 +55,7 @@ class AnnotatorIn(BaseModel):
 class GoldIn(BaseModel):
     ranking: str = Field(description="Letters as shown on screen, best first: 'B > A = C'.")
     unsafe: str = Field("", description="Letters of unsafe candidates, e.g. 'C'.")
-    overlap: int | None = Field(None, ge=1, le=100)
+    overlap: int | None = Field(None, ge=1, le=MAX_OVERLAP)
 
 
 # Async on purpose: FastAPI runs a sync dependency on a worker thread, and each extra thread
@@ -181,7 +189,7 @@ def router(ctx: AppContext) -> APIRouter:
         return {"task": view.as_json() if view else None}
 
     @r.post("/api/tasks/{task_id}/judgment")
-    def submit(task_id: int, body: JudgmentIn, who: Who) -> dict[str, Any]:
+    def submit(task_id: TaskId, body: JudgmentIn, who: Who) -> dict[str, Any]:
         done = work.submit(
             ctx.store, who, task_id, body.ranking, strength=body.strength, unsafe=body.unsafe,
             rationale=body.rationale, seconds=body.seconds, source="api",
@@ -189,12 +197,12 @@ def router(ctx: AppContext) -> APIRouter:
         return {"judgment_id": done.judgment_id, "task_id": done.task_id, "duplicate": done.duplicate}
 
     @r.post("/api/tasks/{task_id}/skip")
-    def skip(task_id: int, who: Who) -> dict[str, Any]:
+    def skip(task_id: TaskId, who: Who) -> dict[str, Any]:
         work.skip(ctx.store, who, task_id)
         return {"skipped": task_id}
 
     @r.get("/api/progress")
-    def progress(who: Who, round: Annotated[int | None, Query()] = None) -> dict[str, Any]:
+    def progress(who: Who, round: RoundNo = None) -> dict[str, Any]:
         with ctx.store.session(readonly=True) as s:
             rid = oversight.round_id(s, round)
         return work.my_progress(ctx.store, who, rid)
@@ -224,7 +232,7 @@ def router(ctx: AppContext) -> APIRouter:
             return oversight.rounds_progress(s)
 
     @r.get("/api/admin/quality")
-    def quality(_: Admin, round: Annotated[int | None, Query()] = None) -> dict[str, Any]:
+    def quality(_: Admin, round: RoundNo = None) -> dict[str, Any]:
         with ctx.store.session(readonly=True) as s:
             return oversight.quality(s, round)
 
@@ -234,7 +242,7 @@ def router(ctx: AppContext) -> APIRouter:
             return oversight.gold_tasks(s)
 
     @r.put("/api/admin/tasks/{task_id}/gold")
-    def set_gold(task_id: int, body: GoldIn, _: Admin) -> dict[str, Any]:
+    def set_gold(task_id: TaskId, body: GoldIn, _: Admin) -> dict[str, Any]:
         with ctx.store.session() as s:
             task = oversight.set_gold(s, task_id, body.ranking, body.unsafe, body.overlap)
             return {"task": task.id, "gold": task.gold, "overlap": task.overlap}
@@ -242,7 +250,7 @@ def router(ctx: AppContext) -> APIRouter:
     @r.get("/api/admin/export")
     def export(
         _: Admin,
-        round: Annotated[int | None, Query()] = None,
+        round: RoundNo = None,
         kind: Annotated[str, Query(pattern="^(helpful|safety)$")] = "helpful",
     ) -> Response:
         if ctx.export is None:

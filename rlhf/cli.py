@@ -23,8 +23,8 @@ import typer
 from rich.console import Console
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click since 0.2x
 
-from rlhf.cli_annotate import MAX_DB_INT
 from rlhf.errors import UserError, WaitingForHumans
+from rlhf.types import MAX_DB_INT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="RLHF workbench: generate, annotate, train reward models, update the policy, evaluate, gate.")

@@ -23,15 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from rlhf.errors import UserError
+from rlhf.types import MAX_DB_INT, MAX_OVERLAP
 
 app = typer.Typer(no_args_is_help=True, help="The annotator web UI, gold tasks and export of judgments.")
 annotators_app = typer.Typer(no_args_is_help=True, help="Annotator accounts: add, list, deactivate, activate.")
 out = Console()
-# Round numbers and ids are INTEGER columns, which on PostgreSQL hold at most this (SQLite's
-# hold 2**63 - 1): a larger number must be a usage error, not an error from the database driver.
-MAX_DB_INT = 2**31 - 1
-# annotation.overlap's own bound in rlhf/config.py: a gold task cannot ask for more.
-MAX_OVERLAP = 10
 
 WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.", envvar="RLHF_WORKSPACE")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (repeatable).")]

@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from rlhf.cli_annotate import MAX_DB_INT
+from rlhf.types import MAX_DB_INT
 
 app = typer.Typer(no_args_is_help=True, help="Argilla as the annotation front end: push tasks, pull judgments.")
 out = Console()

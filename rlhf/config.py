@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from rlhf.errors import UserError, read_user_text
 from rlhf.gate_syntax import parse_gate
 from rlhf.metric_names import unknown_metric
+from rlhf.types import MAX_OVERLAP
 
 STAGES = ("generate", "annotate", "reward", "policy", "evaluate", "gate")
 
@@ -141,7 +142,7 @@ class ArgillaConfig(Section):
 class AnnotationConfig(Section):
     frontend: Literal["gradio", "argilla"] = Field("gradio", description="Where humans judge.")
     annotator: Literal["human", "simulated"] = Field("simulated", description="Default for `rlhf round --annotator`.")
-    overlap: int = Field(1, ge=1, le=10, description="Distinct annotators per task.")
+    overlap: int = Field(1, ge=1, le=MAX_OVERLAP, description="Distinct annotators per task.")
     lease_seconds: int = Field(900, ge=10, description="How long a task stays leased to one annotator.")
     host: str = Field("127.0.0.1", description="Address `rlhf annotate serve` listens on.")
     port: int = Field(7861, ge=1, le=65535, description="Port of `rlhf annotate serve`.")

@@ -13,6 +13,12 @@ from typing import Any
 Message = dict[str, str]  # {"role": "user"|"assistant"|"system", "content": str}
 
 
+# Round numbers and ids are INTEGER columns, which on PostgreSQL hold at most this (SQLite's
+# hold 2**63 - 1): a larger number from a user must be refused as such, not by the database driver.
+MAX_DB_INT = 2**31 - 1
+# Distinct annotators per task (annotation.overlap, and a gold task's own overlap).
+MAX_OVERLAP = 10
+
 @dataclass(frozen=True)
 class PromptRow:
     id: int

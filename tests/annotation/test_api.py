@@ -175,6 +175,25 @@ def test_values_json_cannot_encode_get_a_422_that_does_not_echo_them(store: Stor
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "seconds"]
 
 
+def test_numbers_the_database_cannot_hold_get_a_422(store: Store) -> None:
+    add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
+    creds = add_people(store, {"boss": "admin"})
+    (c,) = _clients(store, 1)
+    _login(c, "boss", creds["boss"])
+    huge = str(10**20)
+    answers = [
+        c.post(f"/api/tasks/{huge}/skip"),
+        c.post(f"/api/tasks/{huge}/judgment", json={"ranking": [[1], [2]]}),
+        c.post("/api/tasks/1/judgment", json={"ranking": [[int(huge)], [2]]}),
+        c.put(f"/api/admin/tasks/{huge}/gold", json={"ranking": "A > B"}),
+        c.get("/api/progress", params={"round": huge}),
+        c.get("/api/admin/quality", params={"round": huge}),
+        c.get("/api/admin/export", params={"round": huge}),
+    ]
+    assert [a.status_code for a in answers] == [422] * len(answers), [a.text for a in answers]
+    assert all(isinstance(a.json()["detail"], list) for a in answers)
+
+
 def test_the_page_nonce_goes_to_inline_and_same_origin_scripts_only(store: Store) -> None:
     import asyncio
 
