@@ -60,7 +60,9 @@ def push(iter: IterOpt, workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = 
         print(json.dumps(res))
     else:
         verb = "created" if res["created"] else "updated"
-        out.print(f"{verb} Argilla dataset {res['dataset']}: {res['records_added']} records added, {res['records']} in all")
+        # markup=False: dataset names come from the user's project name.
+        out.print(f"{verb} Argilla dataset {res['dataset']}: {res['records_added']} records added, {res['records']} in all",
+                  markup=False)
 
 
 @app.command()
@@ -73,7 +75,7 @@ def status(iter: IterOpt, workspace: WorkspaceOpt = Path("."), as_json: JsonOpt 
         print(json.dumps(res))
     else:
         out.print(f"Argilla dataset {res['dataset']}: {res['completed']} of {res['total']} records complete, "
-                  f"{res['pending']} pending")
+                  f"{res['pending']} pending", markup=False)
 
 
 @app.command()

@@ -56,7 +56,9 @@ def sync_round(ctx) -> dict[str, Any]:
     r = target(ctx.ws.root, ctx.cfg, ctx.store, ctx.iter)
     client = connect(a)
     pushed = sync.push(ctx.store, client, a, r)
-    console.print(f"argilla: dataset {r.dataset}: {pushed['records_added']} records added, {pushed['records']} in all")
+    # markup=False throughout: dataset names and rejected answers are the users' text.
+    console.print(f"argilla: dataset {r.dataset}: {pushed['records_added']} records added, {pushed['records']} in all",
+                  markup=False)
     prog = sync.progress(client, a, r)
     if prog["completed"] < prog["total"]:
         raise WaitingForHumans(
@@ -65,8 +67,8 @@ def sync_round(ctx) -> dict[str, Any]:
             "run the round again when they are done"
         )
     report = sync.pull(ctx.store, client, a, r)
-    console.print(f"argilla: pulled {describe_pull(report)}")
+    console.print(f"argilla: pulled {describe_pull(report)}", markup=False)
     for line in report.rejected:
-        console.print(f"argilla: rejected: {line}")
+        console.print(f"argilla: rejected: {line}", markup=False)
     return {"argilla_dataset": r.dataset, "argilla_judgments_added": report.judgments_added,
             "argilla_rejected": len(report.rejected)}

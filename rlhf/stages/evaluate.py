@@ -216,7 +216,7 @@ def run(ctx) -> dict:
                         "generation_share": round(gen / total, 4) if total else None}
         console.print(f"  eval {m.name}: {cost[m.name]['seconds_per_100_prompts']:.1f} s per 100 prompts "
                       f"({len(rows)} prompts x {e.samples if e.temperature else 1} samples), "
-                      f"{100 * (cost[m.name]['generation_share'] or 0):.0f}% generating")
+                      f"{100 * (cost[m.name]['generation_share'] or 0):.0f}% generating", markup=False)
     # Non-finite values (a win-rate with nothing to compare) are left out: JSON has no NaN.
     report = {m.name: {k: v for k, v in metrics[m.id].items() if math.isfinite(v)} for m in policies}
     samples = {m.name: [{"suite": suite_of[c.prompt_id], "prompt": by_id[c.prompt_id].messages[-1]["content"],

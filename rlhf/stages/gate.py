@@ -31,8 +31,8 @@ def run(ctx) -> dict:
     winner, reason = choose(checks, scores)
     for name, cs in checks.items():
         for c in cs:
-            console.print(f"  gate {name}: {'pass' if c.passed else 'FAIL'} {c.reason}")
-    console.print(f"  {reason}")
+            console.print(f"  gate {name}: {'pass' if c.passed else 'FAIL'} {c.reason}", markup=False)
+    console.print(f"  {reason}", markup=False)  # model names and gate expressions are the user's text
     decision = {"promoted": winner, "reason": reason,
                 "checks": {n: [c.to_dict() for c in cs] for n, cs in checks.items()}}
     path = ctx.dir / "gate.json"
