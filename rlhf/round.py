@@ -9,16 +9,19 @@ old state or the new one, and running the command again continues from the first
 not done. Stages can run in their own process (`python -m rlhf.stage NAME --iter N`) so
 that accelerator memory is released between them, and training stages under a launcher
 (`round.launcher`: `accelerate launch ... -m rlhf.stage NAME`) so that N processes train
-together; then only the main process writes the store and publishes artifacts.
+together; then only the main process writes the store and publishes artifacts. One round
+process at a time per workspace: a second one stops with an error naming the first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,12 +132,77 @@ def _register_start_policy(ws: Workspace, cfg: Config, s):
                              lineage={"from": cfg.model.policy})
 
 
+LOCK_FILE = ".round.lock"
+
+
+@contextlib.contextmanager
+def workspace_lock(ws: Workspace, iteration: int) -> Iterator[int]:
+    """One round process per workspace at a time; yields the lock's file descriptor.
+
+    flock, not a pid file: the OS drops the lock when the last process holding it dies,
+    however it dies, so a killed round can be run again at once and no stale lock is ever
+    left to clean up. The file's content (holder pid, round, start) is only there for the
+    error message.
+    """
+    import fcntl
+
+    path = ws.root / LOCK_FILE
+    try:
+        f = open(path, "a+", encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot open the round lock {path}: {e.strerror}") from None
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = False
+        except BlockingIOError:
+            held = True
+        if held:
+            f.seek(0)
+            try:
+                holder = json.loads(f.read())
+            except ValueError:
+                holder = {}  # the holder took the lock and has not written its name yet
+            raise UserError(_held_message(holder, path, iteration))
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "iter": iteration, "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}))
+        f.flush()
+        yield f.fileno()
+    finally:
+        f.close()
+
+
+def _held_message(holder: dict, path: Path, iteration: int) -> str:
+    pid, rnd, started = holder.get("pid", "?"), holder.get("iter", "?"), holder.get("started", "?")
+    then = f"wait for it to end or stop it, then run round {iteration} again"
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        # The round process is gone but a stage process it started still holds the lock.
+        return f"a stage process of round {rnd} (started {started} by process {pid}, now gone) still holds {path}; {then}"
+    except (ValueError, OSError):
+        pass
+    return f"round {rnd} is already running in process {pid} (started {started}, lock {path}); {then}"
+
+
 def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: list[str],
               overrides: list[str], only: str | None = None) -> dict[str, Any]:
-    from rlhf.models import set_threads
-
     for name in redo:
         check_stage(name)
+    if only:
+        # A stage process (`rlhf.stage`) works for the round process that started it and holds
+        # the lock; under a launcher it may run on another node, where no pid could vouch for it.
+        return _run_round(ws, cfg, iteration, annotator, redo, overrides, only, ())
+    with workspace_lock(ws, iteration) as lock_fd:
+        # Stage processes inherit the lock: one that outlives a killed round still holds it.
+        return _run_round(ws, cfg, iteration, annotator, redo, overrides, only, (lock_fd,))
+
+
+def _run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: list[str],
+               overrides: list[str], only: str | None, keep_fds: tuple[int, ...]) -> dict[str, Any]:
+    from rlhf.models import set_threads
+
     store = Store.open(st.database_url(ws.db_path))
     try:
         if cfg.round.launcher.stages and not only:
@@ -149,6 +217,12 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
         if redo:
             # Redoing a stage invalidates everything after it.
             first = min(STAGES.index(r) for r in redo)
+            if STAGES[first] == "generate":
+                from rlhf.stages.generate import refuse_if_annotated
+
+                # Before anything is reset: a refused redo leaves the round as it was.
+                with store.session(readonly=True) as s:
+                    refuse_if_annotated(s, round_id, iteration)
             with store.session() as s:
                 for name in STAGES[first:]:
                     st.reset_stage(s, round_id, name)
@@ -171,7 +245,8 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
             isolate = (cfg.round.isolate_stages or name in cfg.round.launcher.stages
                        or (name == "generate" and cfg.round.isolate_generate))
             if isolate and not only:
-                _run_in_subprocess(stage_command(cfg.round.launcher, ws.root, name, iteration, annotator, overrides))
+                _run_in_subprocess(stage_command(cfg.round.launcher, ws.root, name, iteration, annotator, overrides),
+                                   keep_fds)
             else:
                 results[name] = _stage_functions()[name](ctx)
             if announce:
@@ -181,8 +256,8 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
         store.dispose()
 
 
-def _run_in_subprocess(cmd: list[str]) -> None:
-    code = subprocess.call(cmd)
+def _run_in_subprocess(cmd: list[str], keep_fds: tuple[int, ...] = ()) -> None:
+    code = subprocess.call(cmd, pass_fds=keep_fds)
     if code < 0:
         # The stage died of a signal: die of the same one, so callers see what happened.
         sys.stdout.flush()
