@@ -30,20 +30,33 @@ class RewardAPIError(UserError):
     """The reward API could not be reached or refused a request."""
 
 
+def env_token() -> str:
+    """The token in RLHF_REWARD_TOKEN, as both the server and the client read it: without the
+    spaces and newline that `echo` or a secrets file leave around it."""
+    return os.environ.get(TOKEN_ENV, "").strip()
+
+
 class RewardClient:
     def __init__(self, url: str, token: str | None = None, model: str | None = None, batch_size: int = 64,
                  concurrency: int = 4, timeout: float = 60.0, retries: int = 4, backoff: float = 0.25):
         self.url = url.rstrip("/")
-        token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+        token = token.strip() if token is not None else env_token()
         if not token:
             raise RewardAPIError(f"no token for the reward API at {self.url}: set {TOKEN_ENV}")
+        if not (token.isascii() and token.isprintable()):
+            # httpx would fail on the header with UnicodeEncodeError or LocalProtocolError.
+            raise RewardAPIError(f"the token for the reward API at {self.url} ({TOKEN_ENV}) has characters an HTTP "
+                                 "header cannot carry: use printable ASCII")
         self.model = model
         self.batch_size = max(1, batch_size)
         self.concurrency = max(1, concurrency)
         self.retries = max(0, retries)
         self.backoff = backoff
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"},
-                                  limits=httpx.Limits(max_connections=self.concurrency))
+        try:
+            self._http = httpx.Client(base_url=self.url, timeout=timeout, headers={"Authorization": f"Bearer {token}"},
+                                      limits=httpx.Limits(max_connections=self.concurrency))
+        except (httpx.InvalidURL, ValueError) as e:
+            raise RewardAPIError(f"reward API URL {url!r}: {e}") from None
 
     def __enter__(self) -> RewardClient:
         return self
@@ -97,11 +110,17 @@ class RewardClient:
                 r = self._http.request(method, path, json=body, params=params)
             except (httpx.ConnectError, httpx.ConnectTimeout) as e:
                 last = f"unreachable ({e})"
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError, httpx.ReadError) as e:
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
                 last = f"no answer ({type(e).__name__}: {e})"
+            except (httpx.HTTPError, httpx.InvalidURL) as e:  # not worth retrying: a bad URL or request
+                raise RewardAPIError(f"reward API at {self.url}{path}: {type(e).__name__}: {e}") from None
             else:
                 if r.status_code < 400:
-                    return r.json()
+                    try:
+                        return r.json()
+                    except ValueError:
+                        raise RewardAPIError(f"reward API at {self.url}{path} answered {r.status_code} with "
+                                             f"something other than JSON: {r.text[:200]!r}") from None
                 if r.status_code not in RETRY_STATUS:
                     raise RewardAPIError(self._refusal(r, path))
                 last = self._refusal(r, path)

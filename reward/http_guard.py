@@ -3,13 +3,15 @@
 A plain ASGI middleware (no per-request task or body copy beyond the limit), so that a
 request without the token or with a body over the limit is answered before any JSON is
 parsed: unauthenticated callers learn nothing about the API's validation.
-The token is compared in constant time and never logged.
+The token is compared in constant time and never logged. An exception no handler turned into
+an answer is logged here, once, and answered 500 with the request id, like every other error.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 import uuid
@@ -20,6 +22,11 @@ from reward.api_metrics import Metrics
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUEST_ID_KEY = "rlhf.request_id"
+# What requests_total records for a request that got no answer because its client went away
+# (nginx's "client closed request"), so that client aborts do not look like server errors.
+CLIENT_CLOSED = 499
+
+log = logging.getLogger("rlhf.reward.server")
 
 
 def request_id_of(scope) -> str:
@@ -58,7 +65,7 @@ class HttpGuard:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope[REQUEST_ID_KEY] = rid
-        status = [500]
+        status = [0]
 
         async def send_tagged(message) -> None:
             if message["type"] == "http.response.start":
@@ -69,8 +76,13 @@ class HttpGuard:
         started = time.perf_counter()
         try:
             await self._guarded(scope, receive, send_tagged, headers, rid)
+        except Exception as exc:
+            if status[0]:  # the answer has begun: the server closes the connection and logs the error
+                raise
+            log.error("request %s failed: %s", rid, exc, exc_info=exc)
+            await send_error(send_tagged, 500, "internal_error", "the server failed to answer this request", rid)
         finally:
-            self.metrics.observe_request(scope["path"], status[0], time.perf_counter() - started)
+            self.metrics.observe_request(scope["path"], status[0] or CLIENT_CLOSED, time.perf_counter() - started)
 
     async def _guarded(self, scope, receive, send, headers: dict[bytes, bytes], rid: str) -> None:
         if scope["path"] not in PUBLIC and not self._authorized(headers):

@@ -3,7 +3,7 @@
     POST /v1/score     conversations, or a prompt and responses -> one score per response
     POST /get_reward   OpenRLHF's remote reward model: {"query": [...]} -> {"rewards": [...]}
     GET  /v1/models    the served models and their input limits
-    GET  /healthz      liveness (no token)
+    GET  /healthz      liveness (no token): 503 once the model worker has died
     GET  /metrics      Prometheus text format
     GET  /openapi.json, /docs
 
@@ -17,7 +17,6 @@ per request, tokens per input), a full queue with 429 and Retry-After; every err
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,13 +44,11 @@ from reward.api_schema import (
     error_responses,
 )
 from reward.batching import BatchSettings, Forward
-from reward.dispatch import Dispatcher, InProcess, QueueFull, ShuttingDown
+from reward.dispatch import ClientGone, Dispatcher, InProcess, QueueFull, ShuttingDown
 from reward.http_guard import HttpGuard, request_id_of
 from reward.score import encode, encode_conversation, encode_text, forward_pass
 from reward.worker import WorkerError
 from rlhf.errors import validation_details
-
-log = logging.getLogger("rlhf.reward.server")
 
 
 @dataclass
@@ -93,6 +90,12 @@ def _error(request: Request, status: int, kind: str, message: str, details=None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+async def _disconnected(receive) -> bool:
+    """Whether the client went away: once the body is read, the server's next message is
+    http.disconnect (when the client leaves or the response is complete)."""
+    return (await receive())["type"] == "http.disconnect"
+
+
 def _json(body) -> Response:
     """A response model serialized once, by pydantic, with no re-validation (the hot path)."""
     return Response(body.model_dump_json(), media_type="application/json")
@@ -108,10 +111,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         return _error(request, 422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", details)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request %s failed: %s", request_id_of(request.scope), exc, exc_info=exc)
-        return _error(request, 500, "internal_error", "the server failed to score this request")
+    # Unexpected exceptions are answered (500, with X-Request-ID) and logged by HttpGuard: a
+    # handler for Exception here would run outside it, and the exception would be logged twice.
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -130,6 +131,8 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
     metrics = Metrics()
     if dispatcher is None:
         dispatcher = InProcess(lambda: {m.name: forward_factory(m) for m in models}, settings.batch)
+    # A request over the queue's limit would get 429 on every retry, even on an empty queue.
+    max_inputs = min(settings.max_inputs, settings.batch.max_queue)
     dispatcher.on_batch = metrics.observe_batch
     for m in models:
         metrics.watch_queue(m.name, partial(dispatcher.queued, m.name))
@@ -160,9 +163,9 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         return by_name[name]
 
     def check_count(n: int) -> None:
-        if n > settings.max_inputs:
+        if n > max_inputs:
             metrics.rejected.labels("too_many_inputs").inc()
-            raise ApiError(413, "too_many_inputs", f"{n} inputs in one request; the limit is {settings.max_inputs}")
+            raise ApiError(413, "too_many_inputs", f"{n} inputs in one request; the limit is {max_inputs}")
 
     def checked(m: LoadedModel, seqs: list[list[int]]) -> list[list[int]]:
         limit = min(settings.max_tokens, m.max_tokens)
@@ -182,14 +185,18 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         except Exception as err:  # noqa: BLE001 - a chat template may refuse a conversation (role order)
             raise ApiError(422, "template_error", f"the model's chat template rejected the input: {err}") from None
 
-    async def run(m: LoadedModel, seqs: list[list[int]]) -> list[float]:
+    async def run(m: LoadedModel, seqs: list[list[int]], request: Request) -> list[float]:
         try:
-            return await dispatcher.submit(m.name, seqs)
+            return await dispatcher.submit(m.name, seqs, partial(_disconnected, request.receive))
         except QueueFull as err:
             metrics.rejected.labels("queue_full").inc()
             raise ApiError(429, "queue_full", str(err), {"Retry-After": "1"}) from None
         except (ShuttingDown, WorkerError) as err:
             raise ApiError(503, "unavailable", str(err)) from None
+        except ClientGone as err:
+            # Nobody reads this answer; its status (nginx's 499) keeps abandoned requests apart
+            # from failures in rlhf_reward_requests_total.
+            raise ApiError(499, "client_closed_request", str(err)) from None
 
     @app.post("/v1/score", response_model=ScoreResponse, openapi_extra=documented_bearer,
               responses=error_responses(400, 401, 404, 413, 422, 429, 503))
@@ -206,21 +213,21 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
             prompt = ([{"role": "user", "content": body.prompt}] if isinstance(body.prompt, str)
                       else [msg.model_dump() for msg in body.prompt])
             seqs = encoded(m, lambda: [encode(tok, prompt, r) for r in body.responses])
-        scores = await run(m, seqs)
+        scores = await run(m, seqs, request)
         return _json(ScoreResponse.model_construct(model=m.name, scores=scores, request_id=request_id_of(request.scope),
                                                    usage=Usage.model_construct(inputs=len(seqs),
                                                                                tokens=sum(map(len, seqs)))))
 
     @app.post("/get_reward", response_model=GetRewardResponse, openapi_extra=documented_bearer,
               responses=error_responses(400, 401, 404, 413, 422, 429, 503))
-    async def get_reward(body: GetRewardRequest,
+    async def get_reward(body: GetRewardRequest, request: Request,
                          model: str | None = Query(None, description="Served model (default: the first).")
                          ) -> Response:
         """OpenRLHF's remote reward model: each query is prompt + response in the chat template."""
         m = pick(model)
         check_count(len(body.query))
         seqs = encoded(m, lambda: [encode_text(m.tokenizer, q) for q in body.query])
-        scores = await run(m, seqs)
+        scores = await run(m, seqs, request)
         return _json(GetRewardResponse.model_construct(rewards=scores, scores=scores))
 
     @app.get("/v1/models", response_model=ModelList, dependencies=[bearer], responses=error_responses(401))
@@ -228,8 +235,12 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         return ModelList(models=[ServedModel(name=m.name, max_tokens=min(settings.max_tokens, m.max_tokens))
                                  for m in models])
 
-    @app.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
+    @app.get("/healthz", response_model=Health,
+             responses={503: {**error_responses(503)[503], "description": "The model worker died, or the server "
+                                                                           "is shutting down."}})
+    async def healthz(request: Request) -> Health | JSONResponse:
+        if dispatcher.failure is not None:
+            return _error(request, 503, "unavailable", dispatcher.failure)
         return Health(status="ok", models=list(by_name))
 
     @app.get("/metrics", dependencies=[bearer], responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
@@ -258,7 +269,7 @@ def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str
 
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         return LoadedModel(name, None, tok, _positions(config))
-    model = load_reward_model(path, None, trust_remote_code, dtype)
+    model = load_reward_model(path, None, trust_remote_code, dtype, trained=True)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
     return LoadedModel(name, model.eval(), tok, _positions(model.config))

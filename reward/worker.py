@@ -19,13 +19,18 @@ the in-process loop does, so the scores are the same.
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing as mp
+import signal
 import traceback
 from dataclasses import dataclass
 from functools import partial
 
-from reward.batching import BatchQueue, BatchSettings, Item, Pass, serve_batches
-from reward.dispatch import Dispatcher
+from reward.batching import BatchSettings, Item, Pass, serve_batches
+from reward.dispatch import Dispatcher, DroppingQueue
+from rlhf.errors import UserError
+
+log = logging.getLogger("rlhf.reward.worker")
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class WorkerError(RuntimeError):
 
 
 def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -> None:
+    # Ctrl-C reaches the whole process group. The server drains the requests in flight, which
+    # needs this process, and then ends it by closing the pipe (ForwardProcess.close).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import torch
 
@@ -52,10 +60,13 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
         models = {}
         for s in specs:
             tok = load_tokenizer(s.path, None, s.trust_remote_code)
-            model = load_reward_model(s.path, None, s.trust_remote_code, s.dtype).eval()
+            model = load_reward_model(s.path, None, s.trust_remote_code, s.dtype, trained=True).eval()
             if model.config.pad_token_id is None:
                 model.config.pad_token_id = tok.pad_token_id
             models[s.name] = (model, tok.pad_token_id)
+    except UserError as err:
+        conn.send(("error", str(err)))
+        return
     except Exception as err:  # noqa: BLE001 - reported to the parent, which stops with one line
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
@@ -68,8 +79,11 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
         items = []
         try:
             while True:
-                items += [Item((rid, i), name, s, arrived) for rid, name, seqs, arrived in conn.recv()
+                requests, cancelled = conn.recv()
+                items += [Item((rid, i), name, s, arrived) for rid, name, seqs, arrived in requests
                           for i, s in enumerate(seqs)]
+                for rid in cancelled:
+                    queue.cancel(rid)
                 if not conn.poll():
                     return items
         except (EOFError, OSError):  # the server is gone
@@ -82,7 +96,8 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
         conn.send((p.model, [i.key for i in p.items], result, seconds))
 
     forwards = {name: partial(forward_pass, m, pad) for name, (m, pad) in models.items()}
-    serve_batches(BatchQueue(settings, receive), forwards, deliver)
+    queue = DroppingQueue(settings, receive)
+    serve_batches(queue, forwards, deliver)
 
 
 def freeze_heap() -> None:
@@ -101,6 +116,7 @@ class ForwardProcess(Dispatcher):
                  start_timeout: float = 600):
         super().__init__(settings or BatchSettings())
         self._outbox: list[tuple[int, str, list[list[int]], float]] = []
+        self._cancelled: list[int] = []
         ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_main, args=(child, specs, threads, self.settings), daemon=True,
@@ -129,14 +145,22 @@ class ForwardProcess(Dispatcher):
     def _send(self, rid: int, model: str, seqs: list[list[int]], arrived: float) -> None:
         # The requests of one event-loop turn go in one message: one write to the pipe (and one
         # wake-up of the worker) per turn instead of per request.
-        self._outbox.append((rid, model, seqs, arrived))
-        if len(self._outbox) == 1:
+        if not self._outbox and not self._cancelled:
             self._loop.call_soon(self._flush)
+        self._outbox.append((rid, model, seqs, arrived))
+
+    def _cancel(self, rid: int) -> None:
+        if not self._outbox and not self._cancelled:
+            self._loop.call_soon(self._flush)
+        self._cancelled.append(rid)
 
     def _flush(self) -> None:
-        requests, self._outbox = self._outbox, []
+        # Cancellations travel behind the requests they cancel: the worker has every input of a
+        # request before it learns that the request was abandoned.
+        message = (self._outbox, self._cancelled)
+        self._outbox, self._cancelled = [], []
         try:
-            self._conn.send(requests)
+            self._conn.send(message)
         except OSError:
             self._died()
 
@@ -149,8 +173,14 @@ class ForwardProcess(Dispatcher):
 
     def _died(self) -> None:
         self._unwatch()
+        if self._stopped is not None:  # already reported, or the server is stopping anyway
+            return
         self._proc.join(timeout=1)
-        self._fail_all(WorkerError(f"the model worker died (exit code {self._proc.exitcode})"))
+        err = WorkerError(f"the model worker died (exit code {self._proc.exitcode})")
+        # No request can be scored from here on; /healthz answers 503 so that whatever watches
+        # the server restarts it.
+        log.error("%s; every scoring request now gets 503 until the server is restarted", err)
+        self._fail_all(err)
 
     def _unwatch(self) -> None:
         if self._loop is not None and not self._conn.closed:

@@ -33,7 +33,9 @@ def read_token(token_file: Path | None) -> str:
         if not token:
             raise UserError(f"--token-file {token_file} is empty")
         return token
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    from reward.client import env_token
+
+    token = env_token()
     if not token:
         raise UserError(f"the reward API needs a bearer token: set {TOKEN_ENV} or pass --token-file FILE")
     return token
@@ -74,6 +76,9 @@ def resolve_models(names: list[str], workspace: Path) -> list[tuple[str, str]]:
 def check_port(host: str, port: int) -> None:
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            # As uvicorn binds: a port whose last server just stopped (its connections in
+            # TIME-WAIT or FIN-WAIT-2) is free to listen on; one that a server listens on is not.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
@@ -92,7 +97,7 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long a batch waits for more inputs.")] = 5.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Inputs accepted and not yet scored (per model) before requests get 429.")] = 1024,
     max_tokens: Annotated[int, typer.Option(min=1, help="Longest input in tokens (longer: 413).")] = 1024,
-    max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request (more: 413).")] = 256,
+    max_inputs: Annotated[int, typer.Option(min=1, help="Inputs per request (more: 413); at most --max-queue.")] = 256,
     threads: Annotated[int, typer.Option(min=0, help="torch threads (0 = all cores).")] = 0,
     access_log: Annotated[bool, typer.Option(help="Log every request line.")] = False,
     worker_process: Annotated[bool, typer.Option(help="Run forward passes in a child process (not under the "

@@ -82,14 +82,25 @@ def load_causal_lm(name: str, root: Path | None = None, trust_remote_code: bool 
     return _wrap(lambda: AutoModelForCausalLM.from_pretrained(where, **_kwargs(trust_remote_code, dtype)), name)
 
 
-def load_reward_model(name: str, root: Path | None = None, trust_remote_code: bool = False, dtype: str | None = "float32"):
+def load_reward_model(name: str, root: Path | None = None, trust_remote_code: bool = False, dtype: str | None = "float32",
+                      trained: bool = False):
+    """A sequence classifier with one output. Training starts from a policy, whose checkpoint has
+    no reward head (a random one is made); with `trained=True` (scoring, serving) a checkpoint
+    missing any weight is refused, as its scores would change with every load."""
     from transformers import AutoModelForSequenceClassification
 
     where = locate(name, root)
-    return _wrap(
-        lambda: AutoModelForSequenceClassification.from_pretrained(where, num_labels=1, **_kwargs(trust_remote_code, dtype)),
+    model, info = _wrap(
+        lambda: AutoModelForSequenceClassification.from_pretrained(where, num_labels=1, output_loading_info=True,
+                                                                   **_kwargs(trust_remote_code, dtype)),
         name,
     )
+    missing = sorted(info.get("missing_keys") or [])
+    if trained and missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise UserError(f"model {name!r} is not a trained reward model: the checkpoint lacks {shown} "
+                        "(a policy or base model gets a random reward head)")
+    return model
 
 
 def set_threads(n: int) -> None:

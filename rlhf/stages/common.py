@@ -26,7 +26,7 @@ def load_rm(ctx, model_path: str):
     cfg = ctx.cfg.model
     tok = load_tokenizer(model_path, ctx.ws.root, cfg.trust_remote_code)
     tok.padding_side = "right"
-    model = load_reward_model(model_path, ctx.ws.root, cfg.trust_remote_code, cfg.dtype)
+    model = load_reward_model(model_path, ctx.ws.root, cfg.trust_remote_code, cfg.dtype, trained=True)
     return model, tok
 
 
