@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from reward.scored_hidden import scored_hidden
+from rlhf.models import trained_length
 from rlhf.types import Message
 
 
@@ -139,8 +140,11 @@ def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[flo
 
 
 def score_ids(model, pad_id: int, encoded: list[list[int]], batch_size: int = 64) -> list[float]:
-    """Scores of already-encoded sequences, in batches of similar length."""
+    """Scores of already-encoded sequences, in batches of similar length; a sequence longer than
+    the model was trained on keeps its last tokens (rlhf.models.TRAINED_LENGTH)."""
     model.eval()
+    if window := trained_length(model.config):
+        encoded = [e[-window:] for e in encoded]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out = [0.0] * len(encoded)
     for start in range(0, len(order), batch_size):

@@ -66,6 +66,7 @@ class LoadedModel:
     model: Any  # None when the forward passes run in a worker process (reward/worker.py)
     tokenizer: Any
     max_positions: int = 1 << 30
+    window: int | None = None  # the length it was trained on: longer inputs keep their last tokens
 
     @property
     def max_tokens(self) -> int:
@@ -175,7 +176,8 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
                 raise ApiError(413, "input_too_long", f"input {i} has {len(s)} tokens; the limit is {limit}")
             if not s:
                 raise ApiError(422, "empty_input", f"input {i} has no tokens")
-        return seqs
+        # As in-process scoring does (reward.score.score_ids), so that the scores are the same.
+        return [s[-m.window:] for s in seqs] if m.window else seqs
 
     def encoded(m: LoadedModel, fn: Callable[[], list[list[int]]]) -> list[list[int]]:
         try:
@@ -260,7 +262,7 @@ def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str
     With `weights=False` only the tokenizer and config are loaded: the weights live in a
     worker process (reward/worker.py).
     """
-    from rlhf.models import load_reward_model, load_tokenizer
+    from rlhf.models import load_reward_model, load_tokenizer, trained_length
 
     tok = load_tokenizer(path, None, trust_remote_code)
     tok.padding_side = "right"
@@ -268,11 +270,11 @@ def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-        return LoadedModel(name, None, tok, _positions(config))
+        return LoadedModel(name, None, tok, _positions(config), trained_length(config))
     model = load_reward_model(path, None, trust_remote_code, dtype, trained=True)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
-    return LoadedModel(name, model.eval(), tok, _positions(model.config))
+    return LoadedModel(name, model.eval(), tok, _positions(model.config), trained_length(model.config))
 
 
 def _positions(config) -> int:

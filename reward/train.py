@@ -18,7 +18,7 @@ from reward.report import report
 from reward.score import score
 from rlhf import checkpoints
 from rlhf.distributed import per_device_batch, world_size
-from rlhf.models import load_reward_model
+from rlhf.models import TRAINED_LENGTH, load_reward_model
 from rlhf.trainer_args import cpu_safe_args, save_trained
 from rlhf.types import PreferencePair
 
@@ -61,6 +61,7 @@ def train_reward_model(base: str, tokenizer, train: list[PreferencePair], test: 
     set_seed(cfg.seed)
     model = load_reward_model(base, trust_remote_code=trust_remote_code)
     model.config.pad_token_id = tokenizer.pad_token_id
+    setattr(model.config, TRAINED_LENGTH, cfg.max_length)  # saved with the model: see rlhf.models
     peft_config = None
     if cfg.lora_r:
         from peft import LoraConfig

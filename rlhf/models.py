@@ -82,6 +82,17 @@ def load_causal_lm(name: str, root: Path | None = None, trust_remote_code: bool 
     return _wrap(lambda: AutoModelForCausalLM.from_pretrained(where, **_kwargs(trust_remote_code, dtype)), name)
 
 
+# The longest input (in tokens) a reward model was trained on, kept in its config.json. Scoring
+# keeps the last this-many tokens of a longer input, in process and behind the reward API alike,
+# so the two give the same score for it.
+TRAINED_LENGTH = "rlhf_max_length"
+
+
+def trained_length(config) -> int | None:
+    n = getattr(config, TRAINED_LENGTH, None)
+    return n if isinstance(n, int) and n > 0 else None
+
+
 def load_reward_model(name: str, root: Path | None = None, trust_remote_code: bool = False, dtype: str | None = "float32",
                       trained: bool = False):
     """A sequence classifier with one output. Training starts from a policy, whose checkpoint has

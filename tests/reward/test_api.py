@@ -256,3 +256,27 @@ def test_encoding_matches_the_chat_templates_own_tokenization(rm):
         assert len(encode(tok, prompt, response)) > 4
     finally:
         tok.backend_tokenizer.no_truncation()
+
+
+def test_an_input_longer_than_the_trained_length_keeps_its_last_tokens_in_process_and_behind_the_api(
+        tiny_rm, tmp_path):
+    from rlhf.models import TRAINED_LENGTH
+
+    window = 24
+    fresh = load_model("windowed", str(tiny_rm))
+    setattr(fresh.model.config, TRAINED_LENGTH, window)  # as reward/train.py records it
+    fresh.model.save_pretrained(tmp_path, safe_serialization=True)
+    fresh.tokenizer.save_pretrained(tmp_path)
+    served = load_model("windowed", str(tmp_path))
+    assert served.window == window
+    data = [(p, f"{r} {r} {r}") for p, r in items(12, seed=5)]
+    expected = score(served.model, served.tokenizer, data)
+    delattr(served.model.config, TRAINED_LENGTH)
+    whole = score(served.model, served.tokenizer, data)
+    setattr(served.model.config, TRAINED_LENGTH, window)
+    longer = [i for i, (a, b) in enumerate(zip(expected, whole, strict=True)) if abs(a - b) > 1e-4]
+    assert len(longer) >= 6, "most inputs should be longer than the window, and cutting them should matter"
+    app = create_app([served], ServerSettings(token=TOKEN, batch=BatchSettings(max_batch_size=8, max_wait_ms=5), **LIMITS))
+    with running(app) as url, httpx.Client(base_url=url, headers=auth()) as c:
+        got = c.post("/v1/score", json={"conversations": [conv(p, r) for p, r in data]}).json()["scores"]
+    assert max(abs(a - b) for a, b in zip(got, expected, strict=True)) < 1e-5
