@@ -213,23 +213,23 @@ def annotators_list(workspace: WorkspaceOpt = Path("."), as_json: Annotated[bool
     out.print(table)
 
 
+def _set_active(name: str, workspace: Path, set_: list[str] | None, active: bool) -> None:
+    from annotation import auth
+
+    with _store(workspace, set_) as (_, _cfg, store), store.session() as s:
+        who = auth.set_active(s, name, active).name
+    out.print(f"{who} {'activated' if active else 'deactivated'}", markup=False, highlight=False)
+
+
 @annotators_app.command("deactivate")
 def annotators_deactivate(name: Annotated[str, typer.Argument(help="Login name.")],
                           workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) -> None:
     """Log an annotator out everywhere and refuse their logins (their judgments stay)."""
-    from annotation import auth
-
-    with _store(workspace, set_) as (_, _cfg, store), store.session() as s:
-        who = auth.set_active(s, name, False).name
-    out.print(f"{who} deactivated", markup=False, highlight=False)
+    _set_active(name, workspace, set_, False)
 
 
 @annotators_app.command("activate")
 def annotators_activate(name: Annotated[str, typer.Argument(help="Login name.")],
                         workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) -> None:
     """Let a deactivated annotator log in again with their current credential."""
-    from annotation import auth
-
-    with _store(workspace, set_) as (_, _cfg, store), store.session() as s:
-        who = auth.set_active(s, name, True).name
-    out.print(f"{who} activated", markup=False, highlight=False)
+    _set_active(name, workspace, set_, True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from rlhf import config as config_mod
 from rlhf import schema
 from rlhf.store import Store
 from tests.conftest import add_round
+from tests.stand_in import http_stand_in
 
 from .argilla_server import ArgillaServer, ranking
 from .helpers import run
@@ -199,7 +200,7 @@ def test_one_line_errors(ws, capsys, monkeypatch, argilla_server: ArgillaServer,
     with socket_closed() as port:
         err = one_line_error(capsys, *push, "--set", f"annotation.argilla.url=http://127.0.0.1:{port}")
     assert "unreachable" in err and f"127.0.0.1:{port}" in err
-    with not_argilla() as url:  # something else answers there: a proxy's login page, another service
+    with http_stand_in(NotArgilla) as url:  # something else answers there
         err = one_line_error(capsys, *push, "--set", f"annotation.argilla.url={url}")
     assert "not JSON" in err and url in err
 
@@ -231,34 +232,21 @@ def test_one_line_errors(ws, capsys, monkeypatch, argilla_server: ArgillaServer,
         assert "was changed by hand" in err and "'ranking'" in err, err
 
 
-@contextmanager
-def not_argilla():
-    """An HTTP server on loopback that answers every request with an HTML page; yields its URL."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class NotArgilla(BaseHTTPRequestHandler):
+    """Answers every request with an HTML page: a proxy's login page, another service."""
 
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            body = b"<html><body>Sign in</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body = b"<html><body>Sign in</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        do_POST = do_GET
+    do_POST = do_GET
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    def log_message(self, *args) -> None:
+        pass
 
 
 class socket_closed:

@@ -1,4 +1,4 @@
-"""A submit on the judging screen names the task its form was filled in for.
+"""A submit on the judging screen names the task its form was filled in for (SQLite and PostgreSQL).
 
 Driven through Gradio's own queue protocol (join, then read the session's event stream), as
 the page does, so that a request can be sent twice: a browser does not, but a client retrying
@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from rlhf import schema
@@ -56,13 +55,6 @@ def _judged(store: Store, name: str) -> dict[int, list[set[int]]]:
     with store.session(readonly=True) as s:
         rows = s.scalars(select(schema.Judgment).join(schema.Annotator).where(schema.Annotator.name == name))
         return {j.task_id: [set(group) for group in j.ranking] for j in rows}
-
-
-@pytest.fixture
-def store(tmp_path):
-    st = Store.open(f"sqlite:///{tmp_path / 'ui.db'}")
-    yield st
-    st.dispose()
 
 
 def test_a_repeated_submit_never_judges_the_task_shown_after_it(store: Store) -> None:

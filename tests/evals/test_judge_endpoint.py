@@ -11,8 +11,7 @@ must turn into a tie).
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from rlhf.config import validate
 from rlhf.stages.evaluate import _judge
 from rlhf.types import Completion, PromptRow
+from tests.stand_in import http_stand_in
 
 
 class Judge(BaseHTTPRequestHandler):
@@ -54,14 +54,8 @@ class Judge(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_stand_in(Judge) as base:
+        yield f"{base}/v1"
 
 
 def test_judge_win_rates_through_the_openai_client(judge_url: str) -> None:
