@@ -18,6 +18,7 @@ task and that the ranking names exactly its candidates.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -153,7 +154,10 @@ class Screen:
         if not form:
             return None
         try:
-            return int(form["task_id"]), [int(i) for i in form["ids"]], float(form["shown_at"])
+            shown_at = float(form["shown_at"])
+            if not math.isfinite(shown_at):
+                raise ValueError(shown_at)
+            return int(form["task_id"]), [int(i) for i in form["ids"]], shown_at
         except (KeyError, TypeError, ValueError):
             raise UserError("this page is out of date: reload it") from None
 
@@ -184,7 +188,9 @@ class Screen:
                 groups.setdefault(int(r), []).append(ids[i])
             ranking, strength = [groups[r] for r in sorted(groups)], None
         return {"ranking": ranking, "strength": strength, "unsafe": unsafe,
-                "rationale": data[self.rationale] or "", "seconds": time.time() - shown_at}
+                "rationale": data[self.rationale] or "",
+                # The page says when it was shown: held to the JSON API's bounds (a day at most).
+                "seconds": min(max(time.time() - shown_at, 0.0), 86400.0)}
 
 
 def build(ctx: AppContext) -> gr.Blocks:

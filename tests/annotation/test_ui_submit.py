@@ -93,7 +93,7 @@ def test_a_form_filled_in_before_a_restart_is_filed_after_it(store: Store) -> No
     assert _judged(store, "ann") == {task: [{L["B"]}, {L["A"], L["C"]}]}
 
 
-def test_a_rank_outside_the_task_or_a_broken_form_is_refused(store: Store) -> None:
+def test_a_rank_outside_the_task_or_a_broken_form_is_refused_and_seconds_are_bounded(store: Store) -> None:
     add_tasks(store, 1, prompts=1, candidates=3, overlap=1)
     creds = add_people(store, {"ann": "annotator"})
     with serve(context(store)) as base:
@@ -104,4 +104,9 @@ def test_a_rank_outside_the_task_or_a_broken_form_is_refused(store: Store) -> No
         assert [w for w in warnings if "ranks go from 1 to 3" in w], warnings
         _, warnings = screen.call("on_submit", **{"form-task": {"task_id": "x"}, "rank-A": "1"})
         assert [w for w in warnings if "reload" in w], warnings
-    assert _judged(store, "ann") == {}
+        # A page from long ago (or a forged one) cannot record days spent on a judgment.
+        old = {**form, "shown_at": form["shown_at"] - 10 * 86400}
+        _, warnings = screen.call("on_submit", **{"form-task": old, "rank-A": "1", "rank-B": "2", "rank-C": "3"})
+        assert warnings == []
+    with store.session(readonly=True) as s:
+        assert s.scalar(select(schema.Judgment.seconds)) == 86400.0
