@@ -86,9 +86,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(ctx: AppContext, port: int | None = None) -> Iterator[str]:
-    """The app on `port` (default: a free loopback port), in a thread of this process; yields its base URL."""
-    port = port or free_port()
+def serve(ctx: AppContext) -> Iterator[str]:
+    """The app on a free loopback port, in a thread of this process; yields its base URL."""
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
     ))

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from annotation import oversight
 from rlhf import schema
 from rlhf.store import Store
-from tests.annotation.helpers import add_people, add_tasks, context, free_port, labels_of, serve
+from tests.annotation.helpers import add_people, add_tasks, context, labels_of, serve
 
 from .support import login, one_task, screenshot_path
 
@@ -141,28 +141,6 @@ def test_keyboard_judging_overlap_and_admin_view(store: Store, browsing, tmp_pat
     assert web.outside == []
     for p in (page, bob, admin):
         assert p.evaluate("window.__csp") == []
-
-
-def test_a_form_filled_in_before_a_server_restart_is_filed_after_it(store: Store, browsing) -> None:
-    (task,) = add_tasks(store, 1, prompts=1, candidates=3, overlap=1)
-    creds = add_people(store, {"ann": "annotator"})
-    L = labels_of(store, task)
-    port = free_port()
-    with serve(context(store), port=port) as base:
-        page = browsing(base).page()
-        login(page, base, "ann", creds["ann"])
-        _wait_task(page, task)
-        for key in ["b", "a", "=", "c", "/"]:  # B first, then A and C tied
-            page.keyboard.press(key)
-        page.keyboard.type("typed before the restart")
-        page.keyboard.press("Escape")
-    # The same page, a new server process: it knows neither the page's session nor what it was sent.
-    with serve(context(store), port=port):
-        page.keyboard.press("Enter")
-        expect(page.locator("#done")).to_contain_text("Nothing left")
-    (j,) = _judgments(store, "ann").values()
-    assert [set(g) for g in j.ranking] == [{L["B"]}, {L["A"], L["C"]}]
-    assert j.rationale == "typed before the restart"
 
 
 def test_logged_out_everything_answers_401_or_redirects(tmp_path, browsing) -> None:
