@@ -145,14 +145,17 @@ class ForwardProcess(Dispatcher):
     def _send(self, rid: int, model: str, seqs: list[list[int]], arrived: float) -> None:
         # The requests of one event-loop turn go in one message: one write to the pipe (and one
         # wake-up of the worker) per turn instead of per request.
-        if not self._outbox and not self._cancelled:
-            self._loop.call_soon(self._flush)
+        self._flush_soon()
         self._outbox.append((rid, model, seqs, arrived))
 
     def _cancel(self, rid: int) -> None:
+        self._flush_soon()
+        self._cancelled.append(rid)
+
+    def _flush_soon(self) -> None:
+        """Schedule the turn's one pipe write, when this is the first message of the turn."""
         if not self._outbox and not self._cancelled:
             self._loop.call_soon(self._flush)
-        self._cancelled.append(rid)
 
     def _flush(self) -> None:
         # Cancellations travel behind the requests they cancel: the worker has every input of a
