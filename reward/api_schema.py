@@ -55,6 +55,8 @@ class GetRewardRequest(BaseModel):
     """OpenRLHF's remote reward-model request: prompt + response already rendered in the chat template."""
 
     model_config = ConfigDict(extra="allow")
+    model: str | None = Field(None, description="A served model's name (`?model=` wins over it); default: the first "
+                                                "`--model` the server was started with.")
     query: list[str] = Field(min_length=1)
     prompts: list[str] | None = Field(None, description="Accepted for compatibility; not used.")
     labels: list[Any] | None = Field(None, description="Accepted for compatibility; not used.")
@@ -96,6 +98,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing or wrong bearer token.",
         404: "Unknown model.",
         413: "Request body, number of inputs or an input's tokens over the server's limits.",
+        415: "The body is not sent as JSON (Content-Type: application/json).",
         422: "Well-formed JSON of the wrong shape or types.",
         429: "The queue is full; retry after the Retry-After header's seconds.",
         503: "The server is shutting down.",

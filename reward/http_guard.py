@@ -3,6 +3,7 @@
 A plain ASGI middleware (no per-request task or body copy beyond the limit), so that a
 request without the token or with a body over the limit is answered before any JSON is
 parsed: unauthenticated callers learn nothing about the API's validation.
+A body that is not declared as JSON is refused (415) before it is read.
 The token is compared in constant time and never logged. An exception no handler turned into
 an answer is logged here, once, and answered 500 with the request id, like every other error.
 """
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from reward.api_metrics import Metrics
 
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+JSON_BODY = frozenset({"/v1/score", "/get_reward"})  # other routes answer a POST with 404 or 405
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 REQUEST_ID_KEY = "rlhf.request_id"
 # What requests_total records for a request that got no answer because its client went away
@@ -91,6 +93,12 @@ class HttpGuard:
                              {"WWW-Authenticate": 'Bearer realm="reward-api"'})
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
+            if scope["path"] in JSON_BODY and not _is_json(headers.get(b"content-type", b"")):
+                # Without this a body sent as a form (curl -d's default) is refused with a 422
+                # about the body's shape, which sends the caller to look at the wrong thing.
+                await send_error(send, 415, "unsupported_media_type",
+                                 "send the body as JSON, with Content-Type: application/json", rid)
+                return
             body = await self._read_body(scope, receive, send, headers, rid)
             if body is None:
                 return
@@ -122,6 +130,12 @@ class HttpGuard:
         self.metrics.rejected.labels("too_large").inc()
         await send_error(send, 413, "payload_too_large", f"request body over {self.max_body_bytes} bytes", rid)
         return None
+
+
+def _is_json(content_type: bytes) -> bool:
+    """application/json or a +json type, parameters (charset) aside: what FastAPI parses as JSON."""
+    kind = content_type.split(b";", 1)[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
 
 def _replay(body: bytes, receive) -> Callable[[], Awaitable[dict]]:

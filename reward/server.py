@@ -201,7 +201,7 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
             raise ApiError(499, "client_closed_request", str(err)) from None
 
     @app.post("/v1/score", response_model=ScoreResponse, openapi_extra=documented_bearer,
-              responses=error_responses(400, 401, 404, 413, 422, 429, 503))
+              responses=error_responses(400, 401, 404, 413, 415, 422, 429, 503))
     async def score(body: ScoreRequest, request: Request) -> Response:
         """Score conversations (each at its last message) or several responses to one prompt."""
         m = pick(body.model)
@@ -221,12 +221,13 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
                                                                                tokens=sum(map(len, seqs)))))
 
     @app.post("/get_reward", response_model=GetRewardResponse, openapi_extra=documented_bearer,
-              responses=error_responses(400, 401, 404, 413, 422, 429, 503))
+              responses=error_responses(400, 401, 404, 413, 415, 422, 429, 503))
     async def get_reward(body: GetRewardRequest, request: Request,
                          model: str | None = Query(None, description="Served model (default: the first).")
                          ) -> Response:
         """OpenRLHF's remote reward model: each query is prompt + response in the chat template."""
-        m = pick(model)
+        # The URL wins over the body: a proxy that routes by URL decides for its clients.
+        m = pick(body.model if model is None else model)
         check_count(len(body.query))
         seqs = encoded(m, lambda: [encode_text(m.tokenizer, q) for q in body.query])
         scores = await run(m, seqs, request)
@@ -244,6 +245,9 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
         if dispatcher.failure is not None:
             return _error(request, 503, "unavailable", dispatcher.failure)
         return Health(status="ok", models=list(by_name))
+
+    # Load balancers and uptime checks probe with HEAD; the document keeps the GET.
+    app.head("/healthz", include_in_schema=False, response_model=None)(healthz)
 
     @app.get("/metrics", dependencies=[bearer], responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
                                                            **error_responses(401)})

@@ -175,6 +175,15 @@ def test_bad_requests_get_the_right_4xx_with_json_bodies(server):
          {"json": {"prompt": "q", "responses": [long_text]}, "headers": auth()}, 413, "input_too_long"),
         ("unknown model", "POST", "/v1/score", {"json": {**good, "model": "nope"}, "headers": auth()}, 404,
          "unknown_model"),
+        ("unknown model in get_reward's body", "POST", "/get_reward",
+         {"json": {"query": ["amber"], "model": "nope"}, "headers": auth()}, 404, "unknown_model"),
+        ("an unknown model in the URL wins over the body's", "POST", "/get_reward?model=nope",
+         {"json": {"query": ["amber"], "model": "tiny-rm"}, "headers": auth()}, 404, "unknown_model"),
+        ("a form body (curl -d's default)", "POST", "/v1/score",
+         {"content": b'{"prompt": "q", "responses": ["a"]}',
+          "headers": {**auth(), "content-type": "application/x-www-form-urlencoded"}}, 415, "unsupported_media_type"),
+        ("no content type", "POST", "/get_reward", {"content": b'{"query": ["amber"]}', "headers": auth()}, 415,
+         "unsupported_media_type"),
         ("unknown path", "GET", "/v2/nothing", {"headers": auth()}, 404, "not_found"),
         ("wrong method", "GET", "/v1/score", {"headers": auth()}, 405, "method_not_allowed"),
     ]
@@ -192,6 +201,9 @@ def test_bad_requests_get_the_right_4xx_with_json_bodies(server):
         assert r.status_code == 200 and r.headers["x-request-id"] == "ppo-7.3" and r.json()["request_id"] == "ppo-7.3"
         # Public: health and the OpenAPI document (which declares the bearer scheme).
         assert c.get("/healthz").json() == {"status": "ok", "models": ["tiny-rm"]}
+        assert c.head("/healthz").status_code == 200  # as load balancers probe
+        named = c.post("/get_reward?model=tiny-rm", json={"query": ["amber"], "model": "tiny-rm"}, headers=auth())
+        assert named.status_code == 200 and len(named.json()["rewards"]) == 1
         spec = c.get("/openapi.json").json()
         assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
         assert {"/v1/score", "/get_reward", "/healthz", "/metrics", "/v1/models"} <= set(spec["paths"])
