@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from sqlalchemy import delete, func, select, update
 
 from rlhf import store as st
 from rlhf.config import STAGES, Config
@@ -213,20 +214,10 @@ def _run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo:
             round_id, incumbent_id = open_round(ws, cfg, store, iteration)
             if is_main_process():
                 sweep_temporaries(ws.root)
+                if redo:
+                    # Inside the block: the other processes must not see the stages as they were.
+                    _reset_for_redo(ws, store, round_id, iteration, STAGES[min(STAGES.index(r) for r in redo)])
         ctx = StageContext(ws, cfg, store, iteration, round_id, incumbent_id, annotator, overrides)
-        if redo:
-            # Redoing a stage invalidates everything after it.
-            first = min(STAGES.index(r) for r in redo)
-            if STAGES[first] == "generate":
-                from rlhf.stages.generate import refuse_if_annotated
-
-                # Before anything is reset: a refused redo leaves the round as it was.
-                with store.session(readonly=True) as s:
-                    refuse_if_annotated(s, round_id, iteration)
-            with store.session() as s:
-                for name in STAGES[first:]:
-                    st.reset_stage(s, round_id, name)
-                st.get_round(s, iteration).status = "running"
         set_threads(cfg.threads or cores_per_process())
         stages = [only] if only else list(STAGES)
         results: dict[str, Any] = {}
@@ -251,9 +242,68 @@ def _run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo:
                 results[name] = _stage_functions()[name](ctx)
             if announce:
                 console.print(f"[bold cyan]round {iteration}[/] ✓ {name} ({time.monotonic() - started:.0f} s)")
+        if not only and is_main_process():
+            _write_leaderboard(ctx)
         return results
     finally:
         store.dispose()
+
+
+def _write_leaderboard(ctx: StageContext) -> None:
+    """The leaderboard page from the store, once the round is complete.
+
+    Written by the round, not inside the gate stage: a round killed after the gate's commit
+    (while the page was being written) has nothing left to run, and its rerun comes here.
+    """
+    from rlhf.stages import leaderboard
+
+    with ctx.store.session(readonly=True) as s:
+        if st.get_round(s, ctx.iter).status != "complete":
+            return
+    failpoint("leaderboard:write")
+    leaderboard.build(ctx.store, ctx.ws.leaderboard_dir, f"{ctx.cfg.project}: leaderboard",
+                      ctx.cfg.evals.rating_bootstrap, ctx.cfg.seed)
+
+
+# The round's reports of results, by the stage that writes them: a redo removes them with the
+# stage's marker, so that no file shows the metrics or decision of what is being redone.
+REPORTS = {"reward": "reward_report.json", "evaluate": "eval_report.json", "gate": "gate.json"}
+
+
+def _reset_for_redo(ws: Workspace, store: Store, round_id: int, iteration: int, first: str) -> None:
+    """Forget stage `first` and every stage after it, with what they decided (--redo).
+
+    Refused (before anything changes) once a later round exists: that round started from this
+    one's promoted policy and reward models, and redoing them would change its ground.
+    """
+    from rlhf import schema
+
+    with store.session(readonly=True) as s:
+        later = s.scalar(select(func.min(schema.Round.iter)).where(schema.Round.iter > iteration))
+        if later is not None:
+            raise UserError(f"round {later} already started from round {iteration}'s results, so round {iteration} "
+                            f"cannot be redone; nothing was changed. Redo stages of round {later} instead")
+        if first == "generate":
+            from rlhf.stages.generate import refuse_if_annotated
+
+            refuse_if_annotated(s, round_id, iteration)
+    reset = STAGES[STAGES.index(first):]
+    with store.session() as s:
+        for name in reset:
+            st.reset_stage(s, round_id, name)
+        if "evaluate" in reset:
+            # Metrics of models that are about to be evaluated again (maybe retrained) are not theirs.
+            s.execute(delete(schema.EvalResult).where(schema.EvalResult.round_id == round_id))
+        # The gate is always redone: until it decides again, no candidate of the round is
+        # promoted (the incumbent is the one the round started from) or rejected.
+        s.execute(delete(schema.GateDecision).where(schema.GateDecision.round_id == round_id))
+        rnd = st.get_round(s, iteration)
+        s.execute(update(schema.Model).where(schema.Model.kind == "policy", schema.Model.round_iter == iteration)
+                  .values(status="candidate"))
+        rnd.status, rnd.finished_at = "running", None
+    for name in reset:
+        if name in REPORTS:
+            (ws.round_dir(iteration) / REPORTS[name]).unlink(missing_ok=True)
 
 
 def _run_in_subprocess(cmd: list[str], keep_fds: tuple[int, ...] = ()) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from rlhf import schema
 from rlhf import store as st
 from rlhf.config import STAGES
-from rlhf.results import first_metrics, gate_of
+from rlhf.results import POOLED, first_metrics, gate_of, round_metrics
 from rlhf.workspace import Workspace
 
 SHOWN = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "kl",
@@ -48,13 +48,25 @@ def collect(ws: Workspace) -> dict[str, Any]:
 
 
 def round_table(ws: Workspace, iteration: int) -> Table | None:
-    """The round's eval metrics, incumbent first, from its eval report."""
-    import json
+    """The round's eval metrics, incumbent first, from the store.
 
-    path = ws.round_dir(iteration) / "eval_report.json"
-    if not path.exists():
+    Not from the round's eval_report.json: the store is what the gate judged, and a report file
+    that was damaged or left from an earlier run must not stop the round or be shown as its result.
+    """
+    store = st.Store.open(st.database_url(ws.db_path))
+    try:
+        with store.session(readonly=True) as s:
+            rnd = st.get_round(s, iteration)
+            if rnd is None:
+                return None
+            ids = set(s.scalars(select(schema.EvalResult.model_id).where(schema.EvalResult.round_id == rnd.id,
+                                                                          schema.EvalResult.suite == POOLED)))
+            order = sorted(ids, key=lambda i: (i != rnd.incumbent_model_id, i))
+            metrics = {s.get(schema.Model, i).name: round_metrics(s, rnd.id, i) for i in order}
+    finally:
+        store.dispose()
+    if not metrics:
         return None
-    metrics = json.loads(path.read_text())["metrics"]
     t = Table(title=f"round {iteration}: held-out evals")
     t.add_column("policy", no_wrap=True)
     for k in SHOWN:

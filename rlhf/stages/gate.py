@@ -11,7 +11,6 @@ from evals.gates import choose, evaluate_gates, failure_text
 from rlhf import schema
 from rlhf import store as st
 from rlhf.results import round_metrics
-from rlhf.stages import leaderboard
 from rlhf.stages.common import complete
 from rlhf.workspace import atomic_file
 
@@ -52,7 +51,6 @@ def run(ctx) -> dict:
         rnd = st.get_round(s, ctx.iter)
         rnd.status, rnd.current_stage, rnd.finished_at = "complete", None, schema.utcnow()
 
+    # The round writes the leaderboard after this stage (rlhf/round.py), also on a rerun.
     complete(ctx, "gate", decision, [("gate", path)], record)
-    page = leaderboard.build(ctx.store, ctx.ws.leaderboard_dir, f"{ctx.cfg.project}: leaderboard",
-                             ctx.cfg.evals.rating_bootstrap, ctx.cfg.seed)
-    return {**decision, "leaderboard": str(page)}
+    return decision

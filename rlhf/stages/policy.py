@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -15,6 +16,7 @@ from reward.pairs import as_trl_rows, to_pairs
 from rlhf import schema
 from rlhf import store as st
 from rlhf.checkpoints import clear as clear_checkpoints
+from rlhf.config import STAGES
 from rlhf.distributed import broadcast, is_main_process
 from rlhf.round import failpoint
 from rlhf.stages.common import (
@@ -176,16 +178,48 @@ SUMMARY = "training_summary.json"  # beside the weights: how the candidate was t
 
 
 def _made_with(ctx, method: str, incumbent) -> dict:
-    """What decides a method's candidate besides the round's data: its settings, the base policy, the seed."""
+    """What decides a method's candidate: its settings, the base policy, the seed, and the round's data.
+
+    The data is the digest of each artifact the earlier stages recorded (candidates, judgments,
+    reward models): after `--redo reward` (or annotate) a candidate made from the old ones is
+    trained again, not reused."""
     return {"method": method, "settings": getattr(ctx.cfg.policy, method).model_dump(mode="json"),
-            "base": incumbent.name, "seed": ctx.cfg.seed}
+            "base": incumbent.name, "seed": ctx.cfg.seed, "inputs": _inputs(ctx)}
+
+
+def _inputs(ctx) -> dict[str, str]:
+    before = STAGES[: STAGES.index("policy")]
+    with ctx.store.session(readonly=True) as s:
+        rows = s.execute(select(schema.Artifact.path, schema.Artifact.sha256)
+                         .where(schema.Artifact.round_id == ctx.round_id, schema.Artifact.stage.in_(before)))
+        return dict(sorted(rows.all()))
 
 
 def _read_summary(folder: Path) -> dict:
     try:
-        return json.loads((folder / SUMMARY).read_text())
+        summary = json.loads((folder / SUMMARY).read_text())
     except (OSError, ValueError):
         return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def _weights_digest(folder: Path) -> str:
+    """The digest of a candidate's files besides its summary: a folder with a file missing or
+    changed since it was trained (half removed by a killed replace, edited by hand) is not reused."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != SUMMARY):
+        h.update(f"{f.relative_to(folder).as_posix()}\0{st.file_digest(f)[0]}\n".encode())
+    return h.hexdigest()
+
+
+def _reusable(final: Path, made_with: dict) -> dict | None:
+    """The summary of the candidate already at `final`, if it was made this way and is whole."""
+    if not final.exists():
+        return None
+    summary = _read_summary(final)
+    if summary.get("made_with") != made_with or summary.get("weights") != _weights_digest(final):
+        return None
+    return summary
 
 
 def run(ctx) -> dict:
@@ -195,17 +229,17 @@ def run(ctx) -> dict:
         name = policy_name(ctx, method)
         final = ctx.ws.model_path(name)
         made_with = _made_with(ctx, method, incumbent)
-        if final.exists():
-            # Renamed into place only when complete: a rerun after a crash keeps it, unless
-            # it was made another way (`--redo policy` after a settings change trains anew).
-            summary = _read_summary(final)
-            if summary.get("made_with") == made_with:
-                results[method] = {"reused": True, **summary}
-                continue
+        # Renamed into place only when complete: a rerun after a crash keeps it, unless it was
+        # made another way (`--redo policy` after a settings change, or reward) or is damaged.
+        summary = _reusable(final, made_with)
+        if summary is not None:
+            results[method] = {"reused": True, **summary}
+            continue
         try:
             with atomic_dir(final) as tmp:
                 results[method] = {**METHODS[method](ctx, incumbent, tmp), "made_with": made_with}
                 if is_main_process():
+                    results[method]["weights"] = _weights_digest(tmp)
                     (tmp / SUMMARY).write_text(json.dumps(results[method], default=str))
         except MethodSkipped as why:
             results[method] = {"skipped": str(why)}
