@@ -56,12 +56,16 @@ def _wrap(fn, name: str):
     # and per-file loading bars drown the progress that matters (training, generation).
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    from safetensors import SafetensorError
+
     try:
         return fn()
     except OSError as err:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (offline: hub downloads are disabled)" if offline else ""
         raise UserError(f"cannot load model {name!r}{hint}: {str(err).splitlines()[0]}") from None
+    except SafetensorError as err:  # a truncated or damaged weights file
+        raise UserError(f"cannot load model {name!r}: its safetensors weights are damaged ({err})") from None
 
 
 def load_tokenizer(name: str, root: Path | None = None, trust_remote_code: bool = False):

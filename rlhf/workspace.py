@@ -94,9 +94,13 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         yield tmp
         # In a distributed launch every process runs the stage; only the main one publishes.
         if is_main_process():
+            # The old folder is renamed aside before it is deleted: a kill in between leaves a
+            # .tmp- folder (swept later) and no `final`, never a half-deleted `final`.
+            old = final.parent / f".tmp-{final.name}-old-{uuid.uuid4().hex[:8]}"
             if final.exists():
-                shutil.rmtree(final)
+                os.replace(final, old)
             os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -34,3 +34,38 @@ def test_sweep_removes_leftovers_of_killed_writes(tmp_path):
     sweep_temporaries(tmp_path)
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["keep"]
     assert not list((tmp_path / "rounds").iterdir())
+
+
+class Killed(BaseException):
+    """What a SIGKILL looks like to the code after it: nothing more runs."""
+
+
+def test_atomic_dir_killed_while_replacing_leaves_no_half_deleted_folder(tmp_path, monkeypatch):
+    import shutil
+
+    from rlhf import workspace
+
+    final = tmp_path / "models" / "m"
+    with atomic_dir(final) as tmp:
+        for name in ("config.json", "model.safetensors"):
+            (tmp / name).write_text("old")
+    real_rmtree = shutil.rmtree
+
+    def killed_midway(path, *args, **kwargs):
+        # Deletes one file of the folder, then the process dies.
+        next(p for p in sorted(path.iterdir()) if p.is_file()).unlink()
+        raise Killed
+
+    monkeypatch.setattr(workspace.shutil, "rmtree", killed_midway)
+    with pytest.raises(Killed):
+        with atomic_dir(final) as tmp:
+            for name in ("config.json", "model.safetensors"):
+                (tmp / name).write_text("new")
+    monkeypatch.setattr(workspace.shutil, "rmtree", real_rmtree)
+    # Whatever `final` holds is one whole version, and the leftovers go with the next sweep.
+    if final.exists():
+        contents = {p.name: p.read_text() for p in final.iterdir()}
+        assert contents in ({"config.json": "old", "model.safetensors": "old"},
+                            {"config.json": "new", "model.safetensors": "new"}), contents
+    sweep_temporaries(tmp_path)
+    assert [p.name for p in (tmp_path / "models").iterdir()] in ([], ["m"])
