@@ -298,8 +298,8 @@ def _reset_for_redo(ws: Workspace, store: Store, round_id: int, iteration: int, 
         # promoted (the incumbent is the one the round started from) or rejected.
         s.execute(delete(schema.GateDecision).where(schema.GateDecision.round_id == round_id))
         rnd = st.get_round(s, iteration)
-        s.execute(update(schema.Model).where(schema.Model.kind == "policy", schema.Model.round_iter == iteration)
-                  .values(status="candidate"))
+        s.execute(update(schema.Model).where(schema.Model.kind == "policy", schema.Model.round_iter == iteration,
+                                             schema.Model.status != "withdrawn").values(status="candidate"))
         rnd.status, rnd.finished_at = "running", None
     for name in reset:
         if name in REPORTS:

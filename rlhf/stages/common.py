@@ -30,6 +30,13 @@ def load_rm(ctx, model_path: str):
     return model, tok
 
 
+def round_candidates(s, iteration: int) -> list[schema.Model]:
+    """The policy candidates of round `iteration` that its policy stage last produced."""
+    return list(s.scalars(select(schema.Model).where(
+        schema.Model.kind == "policy", schema.Model.round_iter == iteration, schema.Model.status != "withdrawn",
+    ).order_by(schema.Model.id)))
+
+
 def model_row(ctx, model_id: int) -> schema.Model:
     with ctx.store.session() as s:
         m = s.get(schema.Model, model_id)

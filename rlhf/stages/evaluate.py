@@ -37,7 +37,15 @@ from rlhf import schema
 from rlhf.jsonl import read_jsonl
 from rlhf.results import MATCH_PREFIX, MATCHES, POOLED
 from rlhf.round import failpoint
-from rlhf.stages.common import complete, latest_models, load_policy, load_rm, model_row, prompts
+from rlhf.stages.common import (
+    complete,
+    latest_models,
+    load_policy,
+    load_rm,
+    model_row,
+    prompts,
+    round_candidates,
+)
 from rlhf.stages.sampling import sample
 from rlhf.types import Completion, PromptRow
 from rlhf.workspace import atomic_file
@@ -48,8 +56,7 @@ Key = tuple[int, int]
 
 def candidates(ctx) -> list[schema.Model]:
     with ctx.store.session() as s:
-        rows = list(s.scalars(select(schema.Model).where(schema.Model.kind == "policy",
-                                                          schema.Model.round_iter == ctx.iter).order_by(schema.Model.id)))
+        rows = round_candidates(s, ctx.iter)
         for r in rows:
             s.expunge(r)
         return rows

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from evals.gates import choose, evaluate_gates, failure_text
 from rlhf import schema
 from rlhf import store as st
 from rlhf.results import round_metrics
-from rlhf.stages.common import complete
+from rlhf.stages.common import complete, round_candidates
 from rlhf.workspace import atomic_file
 
 # Among candidates that pass every gate, the one the helpfulness reward model prefers most.
@@ -21,8 +21,7 @@ console = Console(stderr=True)
 
 def run(ctx) -> dict:
     with ctx.store.session() as s:
-        cands = list(s.scalars(select(schema.Model).where(schema.Model.kind == "policy",
-                                                           schema.Model.round_iter == ctx.iter)))
+        cands = round_candidates(s, ctx.iter)
         incumbent = round_metrics(s, ctx.round_id, ctx.incumbent_id)
         checks = {m.name: evaluate_gates(ctx.cfg.gates, round_metrics(s, ctx.round_id, m.id), incumbent) for m in cands}
         scores = {m.name: round_metrics(s, ctx.round_id, m.id).get(RANK_BY, float("nan")) for m in cands}

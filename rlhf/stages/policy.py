@@ -26,6 +26,7 @@ from rlhf.stages.common import (
     load_rm,
     model_row,
     prompts,
+    round_candidates,
     round_prompts,
 )
 from rlhf.stages.reward import judged_tasks
@@ -250,13 +251,19 @@ def run(ctx) -> dict:
            if m is not None]
 
     def register(s):
+        names = {policy_name(ctx, m) for m in produced}
+        for old in round_candidates(s, ctx.iter):
+            if old.name not in names:  # made by an earlier run of this stage with other methods
+                old.status = "withdrawn"
         for method in produced:
             name = policy_name(ctx, method)
-            st.register_model(s, name, "policy", f"models/{name}", parent_id=incumbent.id, round_iter=ctx.iter,
-                              method=method, status="candidate",
-                              lineage={"parent": incumbent.name, "reward_models": rms,
-                                       "data": _data_of(ctx, method, results[method]),
-                                       "config": results[method]["made_with"]["settings"]})
+            row = st.register_model(s, name, "policy", f"models/{name}", parent_id=incumbent.id, round_iter=ctx.iter,
+                                    method=method, status="candidate",
+                                    lineage={"parent": incumbent.name, "reward_models": rms,
+                                             "data": _data_of(ctx, method, results[method]),
+                                             "config": results[method]["made_with"]["settings"]})
+            if row.status == "withdrawn":  # its method is back in policy.methods
+                row.status = "candidate"
 
     complete(ctx, "policy", results,
              [("policy", ctx.ws.model_path(policy_name(ctx, m))) for m in produced], register)

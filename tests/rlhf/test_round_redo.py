@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import select
 
 from rlhf import round as round_mod
 from rlhf import schema
@@ -198,3 +199,38 @@ def test_the_round_table_comes_from_the_store_not_a_damaged_report(ws):
     sft, dpo = (next(x for x in lines if x.startswith(f"│ {n} ")) for n in ("sft", "policy-iter-001-dpo"))
     assert "0.300" in sft and "0.600" in dpo and "0.700" in dpo
     assert round_table(ws, 2) is None
+
+
+def test_a_candidate_whose_method_was_dropped_is_withdrawn_and_never_judged(ws, policy_stage):
+    from rlhf.stages.common import round_candidates
+
+    train, store, round_id = policy_stage
+    # An earlier run of the stage, with ppo in policy.methods, left its candidate registered.
+    with store.session() as s:
+        st.register_model(s, "policy-iter-001-ppo", "policy", "models/policy-iter-001-ppo",
+                          round_iter=1, method="ppo", status="candidate")
+    assert train() == 1  # policy.methods is [dpo] now
+    with store.session() as s:
+        assert [m.name for m in round_candidates(s, 1)] == ["policy-iter-001-dpo"]
+        assert s.scalar(select(schema.Model.status).where(schema.Model.name == "policy-iter-001-ppo")) == "withdrawn"
+
+
+def test_redo_gate_leaves_a_withdrawn_candidate_out(ws):
+    finished_round(ws)
+    store = st.Store.open(st.database_url(ws.db_path))
+    try:
+        with store.session() as s:
+            # It would win on the metric the gate ranks by, were it judged.
+            ppo = st.register_model(s, "policy-iter-001-ppo", "policy", "models/ppo", round_iter=1, method="ppo",
+                                    status="withdrawn")
+            rnd = st.get_round(s, 1)
+            for metric, value in (("helpful_accuracy", 0.9), ("win_rate_vs_incumbent", 0.95)):
+                s.add(schema.EvalResult(round_id=rnd.id, model_id=ppo.id, suite=POOLED, metric=metric, value=value,
+                                        details={}))
+    finally:
+        store.dispose()
+    run(ws, 1, ["gate"])
+    info = collect(ws)
+    statuses = {m["name"]: m["status"] for m in info["models"]}
+    assert statuses["policy-iter-001-ppo"] == "withdrawn" and info["incumbent"] == "policy-iter-001-dpo"
+    assert "policy-iter-001-ppo" not in json.loads((ws.round_dir(1) / "gate.json").read_text())["checks"]
