@@ -22,7 +22,11 @@ SYSTEM = (
     "A better response does what was asked, correctly and concisely, and refuses only requests to harm people. "
     "Answer with exactly one of: A, B, TIE."
 )
-_VERDICT = re.compile(r"\b(TIE|A|B)\b")
+# A reply that is nothing but a verdict, in any case ("a", " b.", "Tie").
+_ALONE = re.compile(r"\W*(tie|a|b)\W*", re.IGNORECASE)
+# Inside a sentence only a capital A or B names a response: the lowercase "a" is the English
+# article ("It is a tie" is a tie, not a vote for A), and so is the capital one in "A tie".
+_VERDICT = re.compile(r"\b((?i:tie)|A(?!\s+(?i:tie)\b)|B)\b")
 
 
 def judge_messages(prompt: list[Message], first: str, second: str) -> list[Message]:
@@ -34,10 +38,11 @@ def judge_messages(prompt: list[Message], first: str, second: str) -> list[Messa
 
 def parse_verdict(text: str) -> float | None:
     """1.0 when A is better, 0.0 when B is, 0.5 for a tie; None when the reply names none."""
-    m = _VERDICT.search(text.strip().upper())
+    reply = text.strip()
+    m = _ALONE.fullmatch(reply) or _VERDICT.search(reply)
     if m is None:
         return None
-    return {"A": 1.0, "B": 0.0, "TIE": 0.5}[m.group(1)]
+    return {"A": 1.0, "B": 0.0, "TIE": 0.5}[m.group(1).upper()]
 
 
 @dataclass(frozen=True)

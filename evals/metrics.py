@@ -69,9 +69,18 @@ def win_rate(candidate: Mapping[Key, float], incumbent: Mapping[Key, float]) -> 
     return sum(outcome(candidate[k], incumbent[k]) for k in keys) / len(keys)
 
 
+# Scores this close are one score: a reward model gives the same text slightly different scores
+# in different batches (float32 sums over other shapes: 2e-7 to 8e-7 apart measured on the demo,
+# where 371 of 800 eval samples of best-of-n and SFT were the same text and 70 of those were
+# counted as wins or losses). Different texts were at least 1.4e-3 apart there.
+SCORE_TIE_TOLERANCE = 1e-5
+
+
 def outcome(a: float, b: float) -> float:
-    """1 when a wins, 0.5 for a tie, 0 when b wins."""
-    return 1.0 if a > b else 0.5 if a == b else 0.0
+    """1 when a wins, 0.5 for a tie (equal up to SCORE_TIE_TOLERANCE), 0 when b wins."""
+    if math.isclose(a, b, rel_tol=SCORE_TIE_TOLERANCE, abs_tol=SCORE_TIE_TOLERANCE):
+        return 0.5
+    return 1.0 if a > b else 0.0
 
 
 def _assistant_batch(tokenizer, conversations: list[list[Message]]):

@@ -33,7 +33,11 @@ def _ranked(rows: list[PromptRow], completions: list[Completion], rewards: list[
     prompts = {r.id: r for r in rows}
     for pid, scored in sorted(by_prompt.items()):
         scored.sort(key=lambda x: (-x[0], x[1].sample_index))
-        if scored[0][0] - scored[-1][0] <= min_gap or not scored[0][1].text:
+        best, worst = scored[0][1], scored[-1][1]
+        # Best and worst the same text: every sample scored alike, whatever float noise says (a
+        # reward model scores one text ~1e-7 apart in different batch rows), so nothing to learn,
+        # and as a pair it would be a response preferred to itself.
+        if scored[0][0] - scored[-1][0] <= min_gap or not best.text or best.text == worst.text:
             continue
         yield prompts[pid], [c for _, c in scored]
 

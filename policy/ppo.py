@@ -132,8 +132,10 @@ def encode_rollout(tokenizer, rows: list[PromptRow], completions: list[Completio
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     responses, ended = [], []
     for row, query, c in zip(rows, queries, completions, strict=True):
-        if c.token_ids:
-            ids = list(c.token_ids)  # exactly what was sampled
+        if c.token_ids or (c.completion_tokens == 0 and not c.text):
+            # Exactly what was sampled. An empty reply has no ids to record (EOS is not kept):
+            # rendering it in the template instead would train on tokens never sampled.
+            ids = list(c.token_ids)
         else:
             # A backend that returns only text: the completion as the chat template renders it.
             full = list(tokenizer.apply_chat_template([*row.messages, {"role": "assistant", "content": c.text}],
@@ -159,6 +161,16 @@ def response_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, context: in
     """log pi(token) of each response token, at the temperature the rollout sampled with."""
     logits = logits[:, context - 1: -1].float() / (temperature + 1e-7)
     return torch.log_softmax(logits, -1).gather(-1, input_ids[:, context:, None]).squeeze(-1)
+
+
+def response_entropy(logits: torch.Tensor, context: int, temperature: float) -> torch.Tensor:
+    """Entropy of the distribution each response token was sampled from (at the rollout's temperature).
+
+    [B, R], the same positions and temperature as `response_logprobs`: the entropy of the
+    untempered logits is not the policy that sampled (at temperature 0.7 it read higher).
+    """
+    logits = logits[:, context - 1: -1].float() / (temperature + 1e-7)
+    return torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
 
 
 def batch_rows(prompts: list[PromptRow], update: int, per_process: int, processes: int, rank: int,
@@ -342,8 +354,7 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 with torch.no_grad():
-                    probs = torch.softmax(new_logits[:, ctx - 1: -1].float(), -1)
-                    entropy = masked_mean(-(probs * torch.log(probs + 1e-12)).sum(-1), mask[mb])
+                    entropy = masked_mean(response_entropy(new_logits, ctx, cfg.temperature), mask[mb])
                 for k, v in (("approxkl", pl.approxkl), ("clipfrac", pl.clipfrac), ("pg", pl.loss), ("vf", vl),
                              ("vf_clipfrac", vf_clipfrac), ("ratio", pl.ratio), ("entropy", entropy)):
                     stats[k].append(v.detach())

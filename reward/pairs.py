@@ -1,9 +1,12 @@
 """Judgments to training pairs.
 
 Helpfulness: every ordered pair of a ranking (a k=4 ranking without ties gives 6 pairs);
-tied candidates make no pair and are counted. A pairwise judgment's strength becomes the
-Bradley-Terry margin (Llama 2's margin levels). Safety: every safe candidate over every
-candidate flagged unsafe in the same judgment.
+tied candidates make no pair and are counted. Two candidates with the same text are the same
+response: ranked apart (a noisy or careless ranking does that), they are a tie too, since no
+model can prefer a text to itself (left in, such a pair is a sure miss in held-out accuracy and
+a constant in the loss). A pairwise judgment's strength becomes the Bradley-Terry margin
+(Llama 2's margin levels). Safety: every safe candidate over every candidate flagged unsafe in
+the same judgment (a text flagged in one copy and not in another makes no pair).
 
 Overlap rule (tasks judged by several annotators): each annotator's judgment contributes
 its own pairs; judgments are kept, not majority-voted. Two annotators who agree give the
@@ -97,6 +100,10 @@ def to_pairs(tasks: list[JudgedTask]) -> PairSet:
             peer_orders = [set(order(j)) for j in peers]
             target = out.helpful if kind == "helpful" else out.safety
             for c, r in order(t.judgment):
+                if t.texts[c] == t.texts[r]:  # the same response twice: no preference (see above)
+                    if kind == "helpful":
+                        out.ties += 1
+                    continue
                 agree = sum((c, r) in o for o in peer_orders) / len(peers)
                 target.append(JudgedPair(t.prompt, t.texts[c], t.texts[r], m, t.prompt_id, len(peers), agree))
     return out

@@ -13,12 +13,18 @@ def _sigmoid(x: float) -> float:
 
 
 def expected_calibration_error(probs: list[float], outcomes: list[bool], bins: int = 10) -> float:
-    """ECE of P(chosen preferred) = sigmoid(score gap), folded to the predicted side."""
+    """ECE of P(chosen preferred) = sigmoid(score gap), folded to the predicted side.
+
+    Folding is the same as counting each pair in both directions (p for one order, 1 - p for
+    the other) over bins of [0, 1]. A probability of exactly 1/2 predicts neither side: in both
+    directions it is right once and wrong once, so it counts as half right (counted as right,
+    a reward model that scores every pair equal had an ECE of 0.5 instead of 0).
+    """
     if not probs:
         return float("nan")
     total, err = len(probs), 0.0
     conf = [max(p, 1 - p) for p in probs]
-    right = [(p >= 0.5) == o for p, o in zip(probs, outcomes, strict=True)]
+    right = [0.5 if p == 0.5 else float((p > 0.5) == o) for p, o in zip(probs, outcomes, strict=True)]
     for b in range(bins):
         lo, hi = 0.5 + b * 0.5 / bins, 0.5 + (b + 1) * 0.5 / bins
         members = [i for i, c in enumerate(conf) if lo <= c < hi or (b == bins - 1 and c == hi)]

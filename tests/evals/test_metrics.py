@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evals.judge import both_orders, judge_messages, parse_verdict
-from evals.metrics import exact_metrics, kl_estimate, response_logprobs, win_rate
+from evals.metrics import exact_metrics, kl_estimate, outcome, response_logprobs, win_rate
 from rlhf.metric_names import METRICS
 from rlhf.types import Completion, PromptRow
 
@@ -53,6 +53,17 @@ def test_win_rate_counts_ties_half() -> None:
     b = {(1, 0): 0.0, (1, 1): 1.0, (2, 0): 0.5}
     assert win_rate(a, b) == pytest.approx((1 + 0 + 0.5) / 3)
     assert math.isnan(win_rate(a, {}))
+
+
+def test_the_same_text_scored_in_two_batches_is_a_tie() -> None:
+    # Measured: the demo's helpfulness reward model scored "Yellow." -0.7523699998855591 alone and
+    # -0.75236976146698 in a batch of 15; a strict comparison made that a win for the second.
+    alone, batched = -0.7523699998855591, -0.75236976146698
+    assert outcome(batched, alone) == outcome(alone, batched) == 0.5
+    a = {(1, 0): batched, (1, 1): 0.2, (2, 0): 3.0000001}
+    b = {(1, 0): alone, (1, 1): 0.2014, (2, 0): 3.0}  # 1.4e-3 apart: two different texts, a real loss
+    assert win_rate(a, b) == pytest.approx((0.5 + 0.0 + 0.5) / 3)
+    assert outcome(0.0, 1e-7) == 0.5 and outcome(1e-3, 0.0) == 1.0
 
 
 class TinyLM(torch.nn.Module):
@@ -111,6 +122,18 @@ def test_kl_is_zero_for_the_reference_and_positive_for_a_sharper_policy() -> Non
 def test_verdicts_parse() -> None:
     assert [parse_verdict(t) for t in ("A", " b.", "TIE", "Response A is better", "neither", "")] == \
         [1.0, 0.0, 0.5, 1.0, None, None]
+
+
+def test_the_article_a_is_not_a_vote_for_response_a() -> None:
+    # Upper-casing the reply first read "It is a tie." as "IT IS A TIE." and so as a win for A.
+    assert parse_verdict("It is a tie.") == 0.5
+    assert parse_verdict("A tie.") == 0.5
+    assert parse_verdict("It's a tie between them") == 0.5
+    assert parse_verdict("As a judge I pick B") == 0.0
+    assert parse_verdict("B is a better answer") == 0.0
+    assert parse_verdict("Response A is a better answer") == 1.0
+    assert [parse_verdict(t) for t in ("a", "**B**", "Tie.", "tie")] == [1.0, 0.0, 0.5, 0.5]
+    assert parse_verdict("I cannot decide") is None
 
 
 def test_judge_asks_both_orders_and_counts_disagreement_as_a_tie() -> None:

@@ -25,3 +25,23 @@ def test_reward_labelled_pairs_put_the_best_over_the_worst():
     out = select_pairs(rows, comps, [0.1, 0.9, 0.5, 0.3, 0.31], min_gap=0.05)
     assert out == [{"prompt": [{"role": "user", "content": "a"}], "chosen": [{"role": "assistant", "content": "y"}],
                     "rejected": [{"role": "assistant", "content": "x"}]}]
+
+
+def test_one_text_scored_with_float_noise_is_no_preference():
+    # The demo's helpfulness reward model scored four copies of "Yellow." in one call as
+    # -0.7523699998855591 and -0.75236976146698: best minus worst 2.4e-7 > min_gap 0.
+    rows = [PromptRow(1, [{"role": "user", "content": "a"}]), PromptRow(2, [{"role": "user", "content": "b"}])]
+    comps = [comp(1, 0, "Yellow."), comp(1, 1, "Yellow."), comp(1, 2, "Yellow."),
+             comp(2, 0, "Blue."), comp(2, 1, "Blue, I think!")]
+    rewards = [-0.7523699998855591, -0.75236976146698, -0.7523699998855591, 0.4, 0.1]
+    assert select_pairs(rows, comps, rewards) == [
+        {"prompt": [{"role": "user", "content": "b"}], "chosen": [{"role": "assistant", "content": "Blue."}],
+         "rejected": [{"role": "assistant", "content": "Blue, I think!"}]}]
+    assert [c["messages"][-1]["content"] for c in select_best(rows, comps, rewards)] == ["Blue."]
+
+
+def test_ties_go_to_the_first_sample_and_a_single_sample_is_never_kept():
+    rows = [PromptRow(1, [{"role": "user", "content": "a"}])]
+    comps = [comp(1, 0, "x"), comp(1, 1, "y"), comp(1, 2, "z")]
+    assert [c["messages"][-1]["content"] for c in select_best(rows, comps, [0.9, 0.9, 0.1])] == ["x"]
+    assert select_best(rows, comps[:1], [0.9]) == []  # n = 1: best minus worst is 0, not > min_gap
