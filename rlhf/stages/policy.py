@@ -74,8 +74,15 @@ def on_main_process(make):
 
 def best_of_n(ctx, incumbent, out_dir) -> dict:
     c = ctx.cfg.policy.best_of_n
-    selected = on_main_process(lambda: select_best(*_scored_samples(ctx, incumbent, c.fresh_prompts, "best_of_n"),
-                                                   c.min_reward_gap))
+    def choose():
+        chosen = select_best(*_scored_samples(ctx, incumbent, c.fresh_prompts, "best_of_n"), c.min_reward_gap)
+        if not chosen:
+            raise MethodSkipped("no prompt whose samples differ in reward by more than "
+                                f"policy.best_of_n.min_reward_gap ({c.min_reward_gap}); one sample per prompt, "
+                                "or all alike")
+        return chosen
+
+    selected = on_main_process(choose)
     model, tok = load_policy(ctx, incumbent.path)
     run_cfg = BestOfNRunConfig(learning_rate=c.learning_rate, epochs=c.epochs, batch_size=c.batch_size,
                                seed=ctx.cfg.seed, log_dir=ctx.log_dir("best_of_n"))
