@@ -84,12 +84,13 @@ def pull(iter: IterOpt, workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = 
     from dataclasses import asdict
 
     from annotation.argilla import sync
-    from rlhf.stages.argilla import describe_pull
+    from rlhf.stages.argilla import describe_pull, pull_details
 
     report = _run(workspace, set_, iter, sync.pull)
     if as_json:
         print(json.dumps(asdict(report)))
         return
-    out.print(f"pulled from Argilla: {describe_pull(report)}")
-    for line in report.rejected:
-        out.print(f"rejected: {line}", markup=False, highlight=False)
+    # markup=False: the report names Argilla users, whose names may hold "[...]".
+    out.print(f"pulled from Argilla: {describe_pull(report)}", markup=False, highlight=False)
+    for line in pull_details(report):
+        out.print(line, markup=False, highlight=False)

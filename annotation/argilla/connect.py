@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from rlhf.config import ArgillaConfig
 from rlhf.errors import UserError
@@ -34,6 +35,13 @@ def api_key(cfg: ArgillaConfig) -> str:
     return key
 
 
+def where(cfg: ArgillaConfig) -> str:
+    """The server's URL as messages show it: without the user name and password it may carry
+    (`https://user:password@host`, for a proxy in front of Argilla)."""
+    parts = urlsplit(cfg.url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])).rstrip("/")
+
+
 @contextmanager
 def talking_to(cfg: ArgillaConfig) -> Iterator[None]:
     """Turn the SDK's and httpx's failures into one-line UserErrors naming the server (never the key)."""
@@ -42,21 +50,22 @@ def talking_to(cfg: ArgillaConfig) -> Iterator[None]:
     sdk()
     from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ArgillaError, UnauthorizedError
 
+    url = where(cfg)
     try:
         yield
     except (ArgillaCredentialsError, UnauthorizedError):
-        raise UserError(f"Argilla at {cfg.url} rejected the API key in {cfg.api_key_env}") from None
+        raise UserError(f"Argilla at {url} rejected the API key in {cfg.api_key_env}") from None
     except httpx.TransportError as err:
         reason = type(err).__name__ if not str(err) else str(err).splitlines()[0]
-        raise UserError(f"Argilla at {cfg.url} is unreachable: {reason}") from None
+        raise UserError(f"Argilla at {url} is unreachable: {reason}") from None
     except ArgillaAPIError as err:
         detail = str(err).splitlines()[0][:300]
-        raise UserError(f"Argilla at {cfg.url} refused a request (HTTP {err.status_code}): {detail}") from None
+        raise UserError(f"Argilla at {url} refused a request (HTTP {err.status_code}): {detail}") from None
     except ArgillaError as err:
-        raise UserError(f"Argilla at {cfg.url}: {str(err).splitlines()[0][:300]}") from None
+        raise UserError(f"Argilla at {url}: {str(err).splitlines()[0][:300]}") from None
     except json.JSONDecodeError:
         # Something answers at the URL, but not Argilla's API (another service, a proxy's login page).
-        raise UserError(f"Argilla at {cfg.url} answered with something that is not JSON: is it an Argilla server?") from None
+        raise UserError(f"Argilla at {url} answered with something that is not JSON: is it an Argilla server?") from None
 
 
 def connect(cfg: ArgillaConfig) -> Any:
@@ -65,7 +74,8 @@ def connect(cfg: ArgillaConfig) -> Any:
     rg = sdk()
     with talking_to(cfg):
         # retries=0: a refused connection should fail now, not after the SDK's five retries.
-        return rg.Argilla(api_url=cfg.url, api_key=key, timeout=int(cfg.timeout_seconds), retries=0)
+        # The timeout goes to httpx as it is: int() made 0.5 s a timeout of 0 (every request failed).
+        return rg.Argilla(api_url=cfg.url, api_key=key, timeout=cfg.timeout_seconds, retries=0)
 
 
 def workspace(client: Any, cfg: ArgillaConfig) -> Any:
@@ -74,7 +84,7 @@ def workspace(client: Any, cfg: ArgillaConfig) -> Any:
         found = client.workspaces(name=cfg.workspace)
     if found is None:
         raise UserError(
-            f"Argilla workspace {cfg.workspace!r} does not exist at {cfg.url} "
+            f"Argilla workspace {cfg.workspace!r} does not exist at {where(cfg)} "
             "(create it in Argilla, or set annotation.argilla.workspace)"
         )
     return found

@@ -10,7 +10,8 @@ screen shows). Questions:
 
 Candidates are plain-text fields (no Markdown): model output is untrusted. The record's
 id and its `task_id` metadata link it to our task; the letter -> candidate mapping is
-taken from our store, never from the record, so an edited record cannot redirect a verdict.
+taken from our store, never from the record, so an edited record cannot redirect a verdict;
+and a record that no longer shows the task's text (`shows`) lends its answers to no task.
 """
 
 from __future__ import annotations
@@ -111,14 +112,33 @@ def check_settings(dataset: Any, k: int) -> None:
         raise changed(f"field(s) {missing} are missing")
 
 
-def record(rg: Any, task_id: int, round_iter: int, messages: list[dict], texts: Sequence[str]) -> Any:
-    """One task as an Argilla record; `texts` are the candidates in display order."""
-    fields: dict[str, Any] = {
+def fields(messages: list[dict], texts: Sequence[str]) -> dict[str, Any]:
+    """What a task's record shows: the conversation, then `texts`, the candidates in display order."""
+    shown: dict[str, Any] = {
         CONVERSATION: [{"role": m.get("role", "user"), "content": str(m.get("content", ""))} for m in messages],
     }
     for i, text in enumerate(texts):
-        fields[candidate_field(i)] = text if text.strip() else "(empty reply)"  # Argilla rejects empty fields
-    return rg.Record(id=record_id(task_id), fields=fields, metadata={"task_id": task_id, "round": round_iter})
+        shown[candidate_field(i)] = text if text.strip() else "(empty reply)"  # Argilla rejects empty fields
+    return shown
+
+
+def shows(record_fields: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """Whether a record read back from Argilla still shows `expected` (its fields as push sent them).
+
+    Not so when the record was edited in Argilla, or was pushed by another workbench workspace
+    whose dataset has the same name: its answers are then about other text than our task's.
+    """
+    def plain(value: Any) -> Any:  # the SDK reads a chat field back as ChatFieldValue models
+        if isinstance(value, list):
+            return [m if isinstance(m, dict) else m.model_dump() for m in value]
+        return value
+
+    return all(plain(record_fields.get(name)) == value for name, value in expected.items())
+
+
+def record(rg: Any, task_id: int, round_iter: int, shown: dict[str, Any]) -> Any:
+    """One task as an Argilla record; `shown` is its `fields(...)`."""
+    return rg.Record(id=record_id(task_id), fields=shown, metadata={"task_id": task_id, "round": round_iter})
 
 
 def judgment(task_id: int, annotator: str, display_order: Sequence[int], values: dict[str, Any]) -> types.Judgment:

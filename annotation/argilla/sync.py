@@ -6,12 +6,18 @@ Pull stores each submitted response through the same `queue.submit` the web UI u
 so a task gets at most one judgment per annotator however often it runs; drafts and
 discarded responses are not judgments. Argilla users become project annotators by
 user name (created on first sight, without a password: they judge in Argilla).
+
+A record must still show its task's text: answers on one edited in Argilla, or made by
+another workspace whose dataset has the same name, are rejected (and push refuses such a
+dataset). A stored judgment is never rewritten: an answer changed in Argilla after it was
+pulled is reported, the judgment pulled first kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,7 +25,7 @@ from sqlalchemy.orm import Session
 from annotation import queue
 from annotation.argilla import connect as conn
 from annotation.argilla import dataset as ds
-from rlhf import schema
+from rlhf import schema, types
 from rlhf.config import ArgillaConfig
 from rlhf.errors import UserError
 from rlhf.store import Store
@@ -44,6 +50,9 @@ class PullReport:
     already_present: int = 0
     not_submitted: dict[str, int] = field(default_factory=dict)  # draft / discarded responses seen
     rejected: list[str] = field(default_factory=list)  # answers that could not become judgments, with why
+    # "NAME on task N [(now draft|discarded)]": answers changed in Argilla after they were pulled
+    # (the judgment pulled first is kept)
+    changed_after_pull: list[str] = field(default_factory=list)
     annotators_created: list[str] = field(default_factory=list)
 
 
@@ -67,17 +76,48 @@ def find_dataset(client: Any, cfg: ArgillaConfig, name: str) -> Any | None:
     return None
 
 
-def _existing_ids(client: Any, cfg: ArgillaConfig, dataset: Any) -> set[str]:
-    ids: set[str] = set()
+def _pushed_dataset(client: Any, cfg: ArgillaConfig, r: Round) -> Any:
+    """The round's dataset as a finished push left it (published); UserError if there is none."""
+    dataset = find_dataset(client, cfg, r.dataset)
+    if dataset is None or not dataset._is_published():
+        raise UserError(f"no Argilla dataset {r.dataset!r} in workspace {cfg.workspace!r}: "
+                        f"run `rlhf argilla push --iter {r.iter}` first")
+    return dataset
+
+
+def _shown(s: Session, tasks: list[schema.Task]) -> dict[int, dict[str, Any]]:
+    """Task id -> the fields its record shows in Argilla (what push sends, and what pull checks)."""
+    shown = {}
+    for t in tasks:
+        prompt = s.get(schema.Prompt, t.prompt_id)
+        texts = [c.text for c in queue.task_candidates(s, t)]
+        shown[t.id] = ds.fields(list(prompt.messages) if prompt else [], texts)
+    return shown
+
+
+def _records(client: Any, cfg: ArgillaConfig, dataset: Any, with_responses: bool) -> Iterator[Any]:
+    """Every record of the dataset, a page at a time."""
     with conn.talking_to(cfg):
         offset = 0
         while True:
             page = client.api.records.list(dataset.id, offset=offset, limit=PAGE,
-                                           with_suggestions=False, with_responses=False)
-            ids.update(str(r.external_id) for r in page)
+                                           with_suggestions=False, with_responses=with_responses)
+            yield from page
             if len(page) < PAGE:
-                return ids
+                return
             offset += PAGE
+
+
+def _not_ours(r: Round, shown: dict[int, dict[str, Any]], have: dict[str, Any]) -> UserError | None:
+    """An error if records of the dataset show other text than our tasks of the same id."""
+    bad = [tid for tid, f in shown.items() if ds.record_id(tid) in have and not ds.shows(have[ds.record_id(tid)], f)]
+    if not bad:
+        return None
+    return UserError(
+        f"Argilla dataset {r.dataset!r}: {len(bad)} record(s), first {ds.record_id(bad[0])}, show other text than "
+        "this workspace's tasks (edited in Argilla, or pushed by another workspace with the same dataset name: "
+        "set annotation.argilla.dataset_prefix); delete those records in Argilla and push again"
+    )
 
 
 def push(store: Store, client: Any, cfg: ArgillaConfig, r: Round) -> dict[str, Any]:
@@ -86,96 +126,130 @@ def push(store: Store, client: Any, cfg: ArgillaConfig, r: Round) -> dict[str, A
     with store.session(readonly=True) as s:
         tasks = _tasks(s, r.round_id)
         k = _k(tasks, r)
-        rows = []
-        for t in tasks:
-            prompt = s.get(schema.Prompt, t.prompt_id)
-            texts = [c.text for c in queue.task_candidates(s, t)]
-            rows.append((t.id, list(prompt.messages) if prompt else [], texts))
+        shown = _shown(s, tasks)
     space = conn.workspace(client, cfg)
     dataset = find_dataset(client, cfg, r.dataset)
+    if dataset is not None and not dataset._is_published():
+        # A push killed or cut off between creating the dataset and publishing it (so the SDK's
+        # own rollback never ran) leaves a draft. Argilla keeps no records or answers in a
+        # draft, so nothing is lost by making it again.
+        with conn.talking_to(cfg):
+            dataset.delete()
+        dataset = None
     created = dataset is None
     with conn.talking_to(cfg):
         if created:
             settings = ds.build_settings(rg, k, r.overlap, r.guidelines)
             dataset = rg.Dataset(name=r.dataset, workspace=space, settings=settings, client=client).create()
     ds.check_settings(dataset, k)
-    have = set() if created else _existing_ids(client, cfg, dataset)
-    new = [ds.record(rg, tid, r.iter, msgs, texts) for tid, msgs, texts in rows if ds.record_id(tid) not in have]
+    have = {} if created else {str(rec.external_id): rec.fields for rec in _records(client, cfg, dataset, False)}
+    if err := _not_ours(r, shown, have):
+        raise err
+    new = [ds.record(rg, tid, r.iter, f) for tid, f in shown.items() if ds.record_id(tid) not in have]
     with conn.talking_to(cfg):
         if new:
             dataset.records.log(new)
     return {"dataset": r.dataset, "dataset_id": str(dataset.id), "created": created,
-            "records_added": len(new), "records": len(rows)}
+            "records_added": len(new), "records": len(shown)}
 
 
 def progress(client: Any, cfg: ArgillaConfig, r: Round) -> dict[str, Any]:
     """Argilla's own count of the dataset's records: total, completed (enough submitted answers), pending."""
-    dataset = find_dataset(client, cfg, r.dataset)
-    if dataset is None:
-        raise UserError(f"no Argilla dataset {r.dataset!r} in workspace {cfg.workspace!r}: "
-                        f"run `rlhf argilla push --iter {r.iter}` first")
+    dataset = _pushed_dataset(client, cfg, r)
     with conn.talking_to(cfg):
         p = dataset.progress()
     return {"dataset": r.dataset, "dataset_id": str(dataset.id), "total": int(p.get("total") or 0),
             "completed": int(p.get("completed") or 0), "pending": int(p.get("pending") or 0)}
 
 
-def _responses(client: Any, cfg: ArgillaConfig, dataset: Any):
-    """(task id or None, response model) for every response on every record of the dataset."""
-    with conn.talking_to(cfg):
-        offset = 0
-        while True:
-            page = client.api.records.list(dataset.id, offset=offset, limit=PAGE,
-                                           with_suggestions=False, with_responses=True)
-            for rec in page:
-                for resp in rec.responses or []:
-                    yield ds.task_of(rec.external_id), resp
-            if len(page) < PAGE:
-                return
-            offset += PAGE
+class _Answer(NamedTuple):
+    task_id: int
+    name: str  # the Argilla user's name: the project annotator's
+    status: str  # submitted, draft or discarded
+    values: dict
+    ours: bool  # the record still shows the task's text
+
+
+def _answers(client: Any, cfg: ArgillaConfig, dataset: Any, r: Round, shown: dict[int, dict[str, Any]],
+             report: PullReport) -> list[_Answer]:
+    """Every response on a record of one of the round's tasks.
+
+    Drafts and discarded responses are counted in `report`; submitted responses on records
+    that are not tasks of the round are rejected there.
+    """
+    usernames: dict[str, str] = {}
+    answers = []
+    for rec in _records(client, cfg, dataset, True):
+        task_id = ds.task_of(rec.external_id)
+        ours = task_id in shown and ds.shows(rec.fields, shown[task_id])
+        for resp in rec.responses or []:
+            status = getattr(resp.status, "value", resp.status)
+            if status != "submitted":
+                report.not_submitted[status] = report.not_submitted.get(status, 0) + 1
+            if task_id not in shown:
+                if status == "submitted":
+                    report.rejected.append(f"a response on a record that is not a task of round {r.iter} ({task_id})")
+                continue
+            user = str(resp.user_id)
+            if user not in usernames:
+                with conn.talking_to(cfg):
+                    usernames[user] = client.api.users.get(resp.user_id).username
+            answers.append(_Answer(task_id, usernames[user], status, resp.values or {}, ours))
+    return answers
+
+
+def _says(stored: schema.Judgment, verdict: types.Judgment) -> bool:
+    """Whether a stored judgment says what an answer in Argilla says (ranking, unsafe flags, rationale)."""
+    return ((stored.ranking, sorted(stored.unsafe), stored.rationale or "")
+            == (verdict.ranking, sorted(verdict.unsafe), verdict.rationale))
+
+
+def _take(s: Session, task: schema.Task, a: _Answer, report: PullReport) -> bool:
+    """Store a submitted answer as a judgment, counted in `report`; whether it was new.
+
+    Raises UserError when it cannot become one. A stored judgment is never rewritten, but
+    an answer changed in Argilla since it was pulled (other values, or made a draft or
+    discarded) is reported.
+    """
+    J, N = schema.Judgment, schema.Annotator
+    stored = s.scalar(select(J).join(N, N.id == J.annotator_id).where(J.task_id == task.id, N.name == a.name))
+    if a.status != "submitted":
+        if stored is not None:
+            report.changed_after_pull.append(f"{a.name} on task {task.id} (now {a.status})")
+        return False
+    verdict = ds.judgment(task.id, a.name, task.display_order, a.values)
+    if stored is not None:
+        report.already_present += 1
+        if not _says(stored, verdict):
+            report.changed_after_pull.append(f"{a.name} on task {task.id}")
+        return False
+    if not a.ours:  # the annotator judged other text than the task's candidates
+        raise UserError("the record shows other text than the task (edited in Argilla, or pushed "
+                        "by another workspace with the same dataset name)")
+    who = queue.ensure_annotator(s, a.name)
+    queue.submit(s, task.id, who.id, verdict, source="argilla")
+    report.judgments_added += 1
+    return True
 
 
 def pull(store: Store, client: Any, cfg: ArgillaConfig, r: Round) -> PullReport:
     """Store every submitted Argilla response of the round's dataset as a judgment (once)."""
-    dataset = find_dataset(client, cfg, r.dataset)
-    if dataset is None:
-        raise UserError(f"no Argilla dataset {r.dataset!r} in workspace {cfg.workspace!r}: "
-                        f"run `rlhf argilla push --iter {r.iter}` first")
+    dataset = _pushed_dataset(client, cfg, r)
     report = PullReport()
-    usernames: dict[str, str] = {}
     with store.session(readonly=True) as s:
-        tasks = {t.id: t for t in _tasks(s, r.round_id)}
-        ds.check_settings(dataset, _k(list(tasks.values()), r))
-    answers = []
-    for task_id, resp in _responses(client, cfg, dataset):
-        status = getattr(resp.status, "value", resp.status)
-        if status != "submitted":
-            report.not_submitted[status] = report.not_submitted.get(status, 0) + 1
-            continue
-        if task_id not in tasks:
-            report.rejected.append(f"a response on a record that is not a task of round {r.iter} ({task_id})")
-            continue
-        user = str(resp.user_id)
-        if user not in usernames:
-            with conn.talking_to(cfg):
-                usernames[user] = client.api.users.get(resp.user_id).username
-        answers.append((task_id, usernames[user], resp.values or {}))
+        task_rows = _tasks(s, r.round_id)
+        ds.check_settings(dataset, _k(task_rows, r))
+        tasks = {t.id: t for t in task_rows}
+        shown = _shown(s, task_rows)
+    answers = _answers(client, cfg, dataset, r, shown, report)
     with store.session() as s:
-        J = schema.Judgment
         known = set(s.scalars(select(schema.Annotator.name)))
-        for task_id, name, values in answers:
+        for a in answers:
             try:
                 with s.begin_nested():  # one bad answer must not undo the others
-                    who = queue.ensure_annotator(s, name)
-                    if s.scalar(select(J.id).where(J.task_id == task_id, J.annotator_id == who.id)):
-                        report.already_present += 1
-                        continue
-                    verdict = ds.judgment(task_id, name, tasks[task_id].display_order, values)
-                    queue.submit(s, task_id, who.id, verdict, source="argilla")
-                    report.judgments_added += 1
-                    if name not in known:
-                        known.add(name)
-                        report.annotators_created.append(name)
+                    if _take(s, tasks[a.task_id], a, report) and a.name not in known:
+                        known.add(a.name)
+                        report.annotators_created.append(a.name)
             except UserError as err:
-                report.rejected.append(f"{name} on task {task_id}: {err}")
+                report.rejected.append(f"{a.name} on task {a.task_id}: {err}")
     return report
