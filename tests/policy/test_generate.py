@@ -1,6 +1,16 @@
-"""The generation interface on real backends: transformers and vLLM (the CPU build) in this process."""
+"""The generation interface on real backends: transformers and vLLM (the CPU build).
+
+The module's shared vLLM engine runs in a process of its own, as the round runs one (the
+generate stage, `rlhf generate`). Started in a pytest worker that had already run many other
+tests, an in-process engine once answered "Sure." and stopped on every greedy prompt: the
+failure test_vllm_compiled.py describes for a compiled engine, here with an eager one. The tests that
+open an engine per call (stop strings, auto, refusals) still run it in this process.
+"""
 
 from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
@@ -20,12 +30,51 @@ def keyed(completions):
     return {(c.prompt_id, c.sample_index): c for c in completions}
 
 
+_engine = None  # in the engine process: its backend
+
+
+def _open_engine(model: str) -> None:
+    global _engine
+    _engine = open_backend(model, cfg=cfg("vllm"), seed=PARAMS.seed)
+
+
+def _engine_facts() -> tuple[str, int]:
+    return _engine.name, _engine.llm.llm_engine.vllm_config.cache_config.block_size
+
+
+def _engine_generate(rows, params, salt):
+    return _engine.generate(rows, params, salt)
+
+
+class EngineProcess:
+    """The vLLM backend, in a spawned process of its own, behind the Backend interface."""
+
+    name = "vllm"
+
+    def __init__(self, model: str):
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_open_engine, initargs=(model,))
+
+    def call(self, fn, *args):
+        return self.pool.submit(fn, *args).result()
+
+    def generate(self, rows, params, salt=0, progress=None):
+        out = self.call(_engine_generate, rows, params, salt)
+        if progress is not None:
+            progress.update(len(out), sum(c.completion_tokens for c in out))
+        return out
+
+    def close(self):
+        self.pool.shutdown()
+
+
 @pytest.fixture(scope="module")
 def vllm_backend(chat_model):
-    backend = open_backend(str(chat_model), cfg=cfg("vllm"), seed=PARAMS.seed)
-    assert backend.name == "vllm"
+    backend = EngineProcess(str(chat_model))
+    name, block_size = backend.call(_engine_facts)
+    assert name == "vllm"
     # Short chat completions: blocks of 32 tokens on CPU, not vLLM's 128 (see VLLMConfig.block_size).
-    assert backend.llm.llm_engine.vllm_config.cache_config.block_size == 32
+    assert block_size == 32
     yield backend
     backend.close()
 
