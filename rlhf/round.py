@@ -265,8 +265,8 @@ def _write_leaderboard(ctx: StageContext) -> None:
                       ctx.cfg.evals.rating_bootstrap, ctx.cfg.seed)
 
 
-# The round's reports of results, by the stage that writes them: a redo removes them with the
-# stage's marker, so that no file shows the metrics or decision of what is being redone.
+# The round's reports of results (in its folder), by the stage that writes them: a redo removes
+# them with the stage's marker, so that no file shows the metrics or decision of what is being redone.
 REPORTS = {"reward": "reward_report.json", "evaluate": "eval_report.json", "gate": "gate.json"}
 
 

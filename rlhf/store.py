@@ -254,8 +254,9 @@ def stage_done(s: Session, round_id: int, stage: str) -> bool:
     return found is not None
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    """sha256 and size in bytes of a file, or of a folder's files and their relative names."""
+def file_digest(path: Path, skip: frozenset[str] = frozenset()) -> tuple[str, int]:
+    """sha256 and size in bytes of a file, or of a folder's files and their relative names
+    (less those whose relative names are in `skip`)."""
     path = Path(path)
     if path.is_file():
         h = hashlib.sha256()
@@ -267,7 +268,7 @@ def file_digest(path: Path) -> tuple[str, int]:
         raise UserError(f"{path}: artifact does not exist")
     h = hashlib.sha256()
     total = 0
-    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+    for child in sorted(p for p in path.rglob("*") if p.is_file() and p.relative_to(path).as_posix() not in skip):
         digest, size = file_digest(child)
         # Names go into the hash too: renaming a file inside a model folder changes it.
         h.update(child.relative_to(path).as_posix().encode() + b"\0" + digest.encode() + b"\n")

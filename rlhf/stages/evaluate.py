@@ -36,7 +36,7 @@ from reward.score import score
 from rlhf import schema
 from rlhf.jsonl import read_jsonl
 from rlhf.results import MATCH_PREFIX, MATCHES, POOLED
-from rlhf.round import failpoint
+from rlhf.round import REPORTS, failpoint
 from rlhf.stages.common import (
     complete,
     latest_models,
@@ -228,7 +228,7 @@ def run(ctx) -> dict:
     report = {m.name: {k: v for k, v in metrics[m.id].items() if math.isfinite(v)} for m in policies}
     samples = {m.name: [{"suite": suite_of[c.prompt_id], "prompt": by_id[c.prompt_id].messages[-1]["content"],
                          "response": c.text} for c in outputs[m.id][:12]] for m in policies}
-    path = ctx.dir / "eval_report.json"
+    path = ctx.dir / REPORTS["evaluate"]
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps({"metrics": report, "suites": {m.name: per_suite[m.id] for m in policies},
                                    "suite_sizes": {s.name: sum(1 for v in suite_of.values() if v == s.name)

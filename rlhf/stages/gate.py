@@ -11,6 +11,7 @@ from evals.gates import choose, evaluate_gates, failure_text
 from rlhf import schema
 from rlhf import store as st
 from rlhf.results import round_metrics
+from rlhf.round import REPORTS
 from rlhf.stages.common import complete, round_candidates
 from rlhf.workspace import atomic_file
 
@@ -33,7 +34,7 @@ def run(ctx) -> dict:
     console.print(f"  {reason}", markup=False)  # model names and gate expressions are the user's text
     decision = {"promoted": winner, "reason": reason,
                 "checks": {n: [c.to_dict() for c in cs] for n, cs in checks.items()}}
-    path = ctx.dir / "gate.json"
+    path = ctx.dir / REPORTS["gate"]
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(decision, indent=2))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from pathlib import Path
@@ -214,10 +213,7 @@ def _read_summary(folder: Path) -> dict:
 def _weights_digest(folder: Path) -> str:
     """The digest of a candidate's files besides its summary: a folder with a file missing or
     changed since it was trained (half removed by a killed replace, edited by hand) is not reused."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() != SUMMARY):
-        h.update(f"{f.relative_to(folder).as_posix()}\0{st.file_digest(f)[0]}\n".encode())
-    return h.hexdigest()
+    return st.file_digest(folder, skip=frozenset({SUMMARY}))[0]
 
 
 def _reusable(final: Path, made_with: dict) -> dict | None:

@@ -14,7 +14,7 @@ from rlhf import store as st
 from rlhf.checkpoints import clear as clear_checkpoints
 from rlhf.distributed import is_main_process
 from rlhf.records import prompt_row
-from rlhf.round import failpoint
+from rlhf.round import REPORTS, failpoint
 from rlhf.stages.common import complete, load_policy, model_row
 from rlhf.types import Judgment
 from rlhf.workspace import atomic_dir, atomic_file
@@ -68,7 +68,7 @@ def run(ctx) -> dict:
         trained.append((head, name, metrics))
         failpoint(f"reward:{head}")
     failpoint("reward:trained")
-    path = ctx.dir / "reward_report.json"
+    path = ctx.dir / REPORTS["reward"]
     with atomic_file(path) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
 
