@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reward.api_metrics import Metrics
@@ -44,6 +45,7 @@ from reward.api_schema import (
     error_responses,
 )
 from reward.batching import BatchSettings, Forward
+from reward.direct_routes import DirectRoute, DirectRoutes
 from reward.dispatch import ClientGone, Dispatcher, InProcess, QueueFull, ShuttingDown
 from reward.http_guard import HttpGuard, request_id_of
 from reward.score import encode, encode_conversation, encode_text, forward_pass
@@ -102,23 +104,30 @@ def _json(body) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
+def _invalid(request: Request, errors: list[dict]) -> JSONResponse:
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return _error(request, 400, "malformed_json", "the request body is not valid JSON")
+    details = validation_details(errors)
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    return _error(request, 422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", details)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = getattr(exc, "kind", {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"))
+    return _error(request, exc.status_code, kind, str(exc.detail), headers=exc.headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            return _error(request, 400, "malformed_json", "the request body is not valid JSON")
-        details = validation_details(errors)
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        return _error(request, 422, "invalid_request", f"{'.'.join(first['loc'])}: {first['msg']}", details)
+        return _invalid(request, exc.errors())
 
     # Unexpected exceptions are answered (500, with X-Request-ID) and logged by HttpGuard: a
     # handler for Exception here would run outside it, and the exception would be logged twice.
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = getattr(exc, "kind", {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error"))
-        return _error(request, exc.status_code, kind, str(exc.detail), headers=exc.headers)
+        return _http_error(request, exc)
 
 
 def create_app(models: list[LoadedModel], settings: ServerSettings,
@@ -148,7 +157,6 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
 
     app = FastAPI(title="RLHF reward-model API", version="1", lifespan=lifespan,
                   description="Scores responses with trained reward models. Send `Authorization: Bearer TOKEN`.")
-    app.add_middleware(HttpGuard, token=settings.token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _install_error_handlers(app)
     # Declares the scheme in the OpenAPI document; HttpGuard enforces it before routing. The two
     # scoring routes name it in their document entry instead: as a dependency it would run on
@@ -254,6 +262,12 @@ def create_app(models: list[LoadedModel], settings: ServerSettings,
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Middleware added last runs first: HttpGuard, then the scoring routes' direct path.
+    app.add_middleware(DirectRoutes, invalid=_invalid, http_error=_http_error, routes={
+        "/v1/score": DirectRoute(TypeAdapter(ScoreRequest), score),
+        "/get_reward": DirectRoute(TypeAdapter(GetRewardRequest), get_reward, query=("model",)),
+    })
+    app.add_middleware(HttpGuard, token=settings.token, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     app.state.metrics = metrics
     app.state.dispatcher = dispatcher
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +147,8 @@ def test_bad_requests_get_the_right_4xx_with_json_bodies(server):
         ("malformed json", "POST", "/v1/score",
          {"content": b'{"conversations": [', "headers": {**auth(), "content-type": "application/json"}}, 400,
          "malformed_json"),
+        ("empty body", "POST", "/v1/score", {"content": b"", "headers": {**auth(), "content-type": "application/json"}},
+         400, "malformed_json"),
         ("not json at all", "POST", "/get_reward",
          {"content": b"query=amber", "headers": {**auth(), "content-type": "application/json"}}, 400,
          "malformed_json"),
@@ -202,6 +205,10 @@ def test_bad_requests_get_the_right_4xx_with_json_bodies(server):
         # Public: health and the OpenAPI document (which declares the bearer scheme).
         assert c.get("/healthz").json() == {"status": "ok", "models": ["tiny-rm"]}
         assert c.head("/healthz").status_code == 200  # as load balancers probe
+        # A byte-order mark is allowed before JSON (RFC 8259), as FastAPI's own body parsing allows it.
+        bom = c.post("/v1/score", content=b"\xef\xbb\xbf" + json.dumps(good).encode(),
+                     headers={**auth(), "content-type": "application/json"})
+        assert bom.status_code == 200 and bom.json()["scores"] == c.post("/v1/score", json=good, headers=auth()).json()["scores"]
         named = c.post("/get_reward?model=tiny-rm", json={"query": ["amber"], "model": "tiny-rm"}, headers=auth())
         assert named.status_code == 200 and len(named.json()["rewards"]) == 1
         spec = c.get("/openapi.json").json()
@@ -214,6 +221,8 @@ def test_bad_requests_get_the_right_4xx_with_json_bodies(server):
         metrics = c.get("/metrics", headers=auth()).text
     assert 'rlhf_reward_rejected_total{reason="unauthorized"}' in metrics
     assert 'rlhf_reward_requests_total{path="/v1/score",status="413"}' in metrics
+    assert 'rlhf_reward_requests_total{path="other",status="404"}' in metrics  # /v2/nothing
+    assert "/v2/nothing" not in metrics
     assert TOKEN not in metrics
 
 
