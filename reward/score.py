@@ -113,30 +113,43 @@ def forward_pass(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[float]
 def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[float], int]:
     width = max(len(s) for s in seqs)
     packing = rows([len(s) for s in seqs])
-    ids = torch.full((len(packing), width), pad_id, dtype=torch.long)
-    positions = torch.empty_like(ids)
+    # Built as flat lists and made tensors once: slice assignments per input cost ~35 us each, 7% of a
+    # 16-input pass of the API benchmark's model.
+    ids: list[int] = []
+    positions: list[int] = []
     at_row, at_col, order = [], [], []
     for r, members in enumerate(packing):
-        start = 0
+        col = 0
         for i in members:
             s = seqs[i]
-            ids[r, start : start + len(s)] = torch.tensor(s, dtype=torch.long)
-            positions[r, start : start + len(s)] = torch.arange(len(s))
-            last = next((j for j in range(len(s) - 1, -1, -1) if s[j] != pad_id), 0)
+            ids += s
+            positions += range(len(s))
             at_row.append(r)
-            at_col.append(start + last)
+            at_col.append(col + _last_real(s, pad_id))
             order.append(i)
-            start += len(s)
+            col += len(s)
         # The row's tail of padding continues the last sequence's positions: it joins that
         # sequence after its end, where the causal mask keeps it from changing any score.
-        positions[r, start:] = torch.arange(len(seqs[members[-1]]), len(seqs[members[-1]]) + width - start)
+        last = len(seqs[members[-1]])
+        ids += [pad_id] * (width - col)
+        positions += range(last, last + width - col)
     device = model.device
-    hidden = scored_hidden(model.base_model, ids.to(device), positions.to(device), at_row, at_col)
+    shape = (len(packing), width)
+    ids_t = torch.tensor(ids, dtype=torch.long).view(shape)
+    hidden = scored_hidden(model.base_model, ids_t.to(device), torch.tensor(positions, dtype=torch.long).view(shape).to(device),
+                           at_row, at_col)
     logits = model.score(hidden)[:, 0].float().cpu().tolist()
     out = [0.0] * len(seqs)
     for i, v in zip(order, logits, strict=True):
         out[i] = v
-    return out, ids.numel()
+    return out, ids_t.numel()
+
+
+def _last_real(seq: list[int], pad_id: int) -> int:
+    """Index of the last token that is not padding (0 if there is none): where transformers scores."""
+    if seq[-1] != pad_id:
+        return len(seq) - 1
+    return next((j for j in range(len(seq) - 1, -1, -1) if seq[j] != pad_id), 0)
 
 
 def score_ids(model, pad_id: int, encoded: list[list[int]], batch_size: int = 64) -> list[float]:

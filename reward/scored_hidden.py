@@ -32,16 +32,9 @@ def scored_hidden(base, ids: torch.Tensor, positions: torch.Tensor, at_row: list
     """The base model's last hidden state at (at_row[i], at_col[i]) for each i: [len(at_row), hidden]."""
     if not _last_layer_skippable(base):
         return base(input_ids=ids, position_ids=positions, use_cache=False).last_hidden_state[at_row, at_col]
-    from transformers.masking_utils import create_causal_mask
-
     hidden = base.embed_tokens(ids)
-    # Restarting position ids make this block-diagonal: packed inputs do not see each other.
-    mask = create_causal_mask(config=base.config, inputs_embeds=hidden, attention_mask=None, past_key_values=None,
-                              position_ids=positions)
+    mask = packed_causal_mask(positions, hidden.dtype, may_skip=base.config._attn_implementation == "sdpa")
     cos, sin = base.rotary_emb(hidden, position_ids=positions)
-    if mask is not None and mask.dtype == torch.bool:
-        # SDPA turns a boolean mask into an additive one on every call; once per pass is enough.
-        mask = torch.zeros(mask.shape, dtype=hidden.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
     layers = base.layers[: base.config.num_hidden_layers]
     for layer in layers[:-1]:
         hidden = layer(hidden, attention_mask=mask, position_embeddings=(cos, sin), position_ids=positions)
@@ -51,6 +44,25 @@ def scored_hidden(base, ids: torch.Tensor, positions: torch.Tensor, at_row: list
     else:
         seen = mask[rows, 0, cols, :] == 0  # additive: 0 where seen
     return base.norm(_last_layer_at(layers[-1], hidden, cos, sin, seen, rows, cols))
+
+
+def packed_causal_mask(positions: torch.Tensor, dtype: torch.dtype, may_skip: bool) -> torch.Tensor | None:
+    """The additive attention mask [rows, 1, width, width] of rows of packed inputs: a position sees
+    the earlier positions of its own input. An input starts where the position ids do not go on by
+    one, as transformers' masking utilities read packed rows (and as they do, the mask is left out,
+    None, when no row holds two inputs and `may_skip`: SDPA is then plain causal).
+
+    Built here rather than by `create_causal_mask`, whose general path cost ~0.3 ms a 16-input
+    pass (3% of it) on the API benchmark's model, against ~0.05 ms.
+    """
+    r, w = positions.shape
+    starts = positions[:, 1:] != positions[:, :-1] + 1
+    if may_skip and not bool(starts.any()):
+        return None
+    inputs = torch.cat([torch.zeros((r, 1), dtype=torch.long, device=positions.device), starts.long().cumsum(1)], 1)
+    at = torch.arange(w, device=positions.device)
+    seen = (inputs[:, :, None] == inputs[:, None, :]) & (at[:, None] >= at[None, :])
+    return torch.zeros((r, 1, w, w), dtype=dtype, device=positions.device).masked_fill_(~seen[:, None], float("-inf"))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
