@@ -59,7 +59,7 @@ class DirectRoutes:
         except ValidationError as err:
             # FastAPI's locations start at the body ("body", field, ...): the same answer either way.
             return self.invalid(request, [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_input=False)])
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON in any encoding, or nested past Python's stack
             return self.invalid(request, [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON"}])
         kwargs = _query(request.scope, route.query) if route.query else self._empty
         try:
