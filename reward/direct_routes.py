@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -42,7 +42,6 @@ class DirectRoutes:
     routes: dict[str, DirectRoute]
     invalid: ValidationHandler
     http_error: HttpErrorHandler
-    _empty: dict = field(default_factory=dict)
 
     async def __call__(self, scope, receive, send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
@@ -61,7 +60,7 @@ class DirectRoutes:
             return self.invalid(request, [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_input=False)])
         except (ValueError, RecursionError):  # not JSON in any encoding, or nested past Python's stack
             return self.invalid(request, [{"type": "json_invalid", "loc": ("body",), "msg": "invalid JSON"}])
-        kwargs = _query(request.scope, route.query) if route.query else self._empty
+        kwargs = _query(request.scope, route.query) if route.query else {}
         try:
             return await route.endpoint(parsed, request, **kwargs)
         except HTTPException as err:

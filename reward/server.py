@@ -13,6 +13,9 @@ model worker process, reward/worker.py, or on a thread here), so they equal in-p
 scores up to float noise. Limits answer with 413 (body bytes, inputs
 per request, tokens per input), a full queue with 429 and Retry-After; every error is JSON
 `{"error": {"type", "message"}, "request_id"}` and every response carries X-Request-ID.
+The two scoring routes are declared here (their OpenAPI entries, their endpoint functions) and
+answered by reward/direct_routes.py, which calls those functions past FastAPI's per-request
+machinery: under load they are nearly every request.
 """
 
 from __future__ import annotations
