@@ -1,6 +1,6 @@
 """Reward API throughput: dynamic micro-batching against batch size 1, in the same run.
 
-    python benchmarks/bench_reward_api.py [--model PATH] [--clients 32] [--seconds 8] [--rounds 2]
+    python benchmarks/bench_reward_api.py [--model PATH] [--clients 32] [--seconds 8] [--rounds 5]
 
 Starts `rlhf reward serve` on 127.0.0.1 (a separate process, as users run it) once per mode
 and round, modes interleaved so that both see the same machine load; 32 clients, each on its
@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the machine drifts: a ratio from one round can be off by 30%%)")
     ap.add_argument("--batch-size", type=int, default=32, help="max_batch_size of the batching mode")
     ap.add_argument("--wait-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
