@@ -215,7 +215,7 @@ def main() -> None:
     batched, single = summary.values()
     # Each round runs the two modes back to back: its ratio shows how much the machine's drift moves the result.
     per_round = [b[0] / s[0] for b, s in zip(*results.values(), strict=True)]
-    print(f"\nthroughput ratio (dynamic / batch size 1): {batched / single:.1f}x "
+    print(f"\nthroughput ratio (dynamic / batch size 1): {batched / single:.2f}x "
           f"(per round: {', '.join(f'{x:.1f}x' for x in per_round)})")
 
 
