@@ -147,7 +147,7 @@ def _packed_forward(model, pad_id: int, seqs: list[list[int]]) -> tuple[list[flo
 
 def _last_real(seq: list[int], pad_id: int) -> int:
     """Index of the last token that is not padding (0 if there is none): where transformers scores."""
-    if seq[-1] != pad_id:
+    if seq and seq[-1] != pad_id:
         return len(seq) - 1
     return next((j for j in range(len(seq) - 1, -1, -1) if seq[j] != pad_id), 0)
 
