@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.plots import PALETTE, esc, fmt, metrics_of, num, over_rounds, round_of, scatter
+from rlhf.errors import UserError
 
 STATUS_ORDER = {"sft": 0, "promoted": 1, "candidate": 2, "rejected": 3}
 
@@ -324,6 +325,8 @@ def write_leaderboard(
     over rounds (default: every metric column).
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: is a file, not the leaderboard's folder (move it away)")
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = _clean(rows)
     _atomic_write(

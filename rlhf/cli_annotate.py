@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rlhf.errors import UserError
+from rlhf.errors import UserError, write_user_text
 from rlhf.types import MAX_DB_INT, MAX_OVERLAP
 
 app = typer.Typer(no_args_is_help=True, help="The annotator web UI, gold tasks and export of judgments.")
@@ -87,13 +87,12 @@ def build_context(ws, cfg, store):
     from annotation.context import AppContext
 
     a = cfg.annotation
-    guidelines = ws.root / "guidelines.md"
     return AppContext(
         store=store,
         signer=SessionSigner(session_key(ws.root, a.session_secret_file), int(a.session_hours * 3600)),
         lease_seconds=a.lease_seconds,
         secure_cookies=a.secure_cookies,
-        guidelines=guidelines.read_text() if guidelines.exists() else "",
+        guidelines=ws.guidelines(),
         title=f"{cfg.project}: annotation",
         export=lambda round_iter, kind: export_rows(store, round_iter, kind),
         leaderboard=ws.leaderboard_dir / "index.html",
@@ -160,7 +159,7 @@ def export(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        write_user_text(output, text, "JSONL file")
         out.print(f"{len(rows)} {kind} pairs -> {output}", markup=False, highlight=False)
 
 

@@ -38,3 +38,16 @@ def read_user_text(path: Path, kind: str = "file", missing: str = "no such file"
         raise UserError(f"{path}: not UTF-8 text") from None
     except OSError as err:
         raise UserError(f"{path}: cannot read it ({err.strerror})") from None
+
+
+def write_user_text(path: Path, text: str, kind: str = "file") -> None:
+    """Write a file the user named (a `kind` of file); each way it cannot be written is one UserError line."""
+    path = Path(path)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such folder {path.parent}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a {kind}") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot write it ({err.strerror})") from None

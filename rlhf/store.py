@@ -28,7 +28,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine, create_engine, delete, event, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from rlhf import schema
@@ -183,7 +183,7 @@ class Store:
             else:
                 with engine.connect():
                     pass
-        except OperationalError as err:
+        except DatabaseError as err:  # unreachable, refused, or not a database at all (a corrupt file)
             engine.dispose()
             raise UserError(f"cannot open database {_safe(parsed)}: {_short_reason(err)}") from None
         except CommandError as err:

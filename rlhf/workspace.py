@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rlhf import config as config_mod
 from rlhf.distributed import is_main_process
-from rlhf.errors import UserError
+from rlhf.errors import UserError, read_user_text
 
 
 @dataclass
@@ -63,6 +63,12 @@ class Workspace:
             return str(Path(path).resolve().relative_to(self.root.resolve()))
         except ValueError:
             return str(path)
+
+    def guidelines(self) -> str:
+        """The annotation guidelines (guidelines.md), shown to annotators in the web UI and in Argilla;
+        empty when the workspace has none."""
+        path = self.root / "guidelines.md"
+        return read_user_text(path) if path.exists() else ""
 
     def load_config(self, overrides: list[str] | None = None) -> config_mod.Config:
         return config_mod.load(self.config_path, overrides)

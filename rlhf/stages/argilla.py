@@ -22,6 +22,7 @@ from rlhf import store as st
 from rlhf.config import Config
 from rlhf.errors import UserError, WaitingForHumans
 from rlhf.store import Store
+from rlhf.workspace import Workspace
 
 console = Console(stderr=True)
 
@@ -41,10 +42,8 @@ def target(root: Path, cfg: Config, store: Store, iteration: int) -> sync.Round:
         # changed since, and a dataset that completes records sooner would leave the round waiting
         # for judgments that Argilla asks nobody for.
         overlap = s.scalar(select(func.max(schema.Task.overlap)).where(schema.Task.round_id == round_id))
-    guidelines = root / "guidelines.md"
     return sync.Round(round_id=round_id, iter=iteration, dataset=dataset_name(cfg, iteration),
-                      overlap=overlap or cfg.annotation.overlap,
-                      guidelines=guidelines.read_text() if guidelines.exists() else "")
+                      overlap=overlap or cfg.annotation.overlap, guidelines=Workspace(root).guidelines())
 
 
 def describe_pull(report: sync.PullReport) -> str:

@@ -95,3 +95,42 @@ def test_status_prints_a_workspace_path_that_looks_like_rich_markup(tmp_path):
     r = rlhf("status", "-w", str(ws))
     assert r.returncode == 0, r.stderr
     assert str(ws) in r.stdout.replace("\n", "")
+
+
+def test_a_corrupt_database_is_named_not_a_crash(workspace, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(workspace, broken)
+    (broken / "rlhf.db").write_bytes(b"not sqlite at all\n" * 10)
+    line = one_error_line(rlhf("status", "-w", str(broken)))
+    assert "rlhf.db" in line and "not a database" in line
+
+
+def test_a_file_where_the_leaderboard_folder_goes(workspace, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    shutil.rmtree(ws / "leaderboard")
+    (ws / "leaderboard").write_text("mine\n")
+    line = one_error_line(rlhf("leaderboard", "build", "-w", str(ws)))
+    assert "leaderboard" in line and "is a file" in line
+    assert (ws / "leaderboard").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("target,says", [("missing/out.jsonl", "no such folder"), (".", "is a folder")])
+def test_export_to_a_path_that_cannot_be_written(workspace, tmp_path, target, says):
+    line = one_error_line(rlhf("annotate", "export", "-w", str(workspace), "--out", str(tmp_path / target)))
+    assert says in line
+
+
+def test_guidelines_that_are_not_text_are_named(tmp_path):
+    from rlhf.errors import UserError
+    from rlhf.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    assert ws.guidelines() == ""
+    (tmp_path / "guidelines.md").write_bytes(b"\xff\xfe\x00rank")
+    with pytest.raises(UserError, match="guidelines.md: not UTF-8"):
+        ws.guidelines()
