@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from annotation import admin, api, ui
 from annotation.auth import Identity
 from annotation.context import AppContext
+from annotation.gradio_calls import KnownEvents
 from annotation.security import IDENTITY_KEY, FrontDoor
 from rlhf.errors import UserError, validation_details
 
@@ -86,14 +87,16 @@ def create_app(ctx: AppContext) -> FastAPI:
         return FileResponse(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     theme = _theme()
+    screens = {"/ui": ui.build(ctx), "/admin": admin.build(ctx)}
     gr.mount_gradio_app(
-        app, ui.build(ctx), path="/ui", auth_dependency=annotator_dependency, theme=theme, css=ui.CSS,
+        app, screens["/ui"], path="/ui", auth_dependency=annotator_dependency, theme=theme, css=ui.CSS,
         head=ui.HEAD, footer_links=[], ssr_mode=False, run_history=False, mcp_server=False,
     )
     gr.mount_gradio_app(
-        app, admin.build(ctx), path="/admin", auth_dependency=admin_dependency, theme=theme,
+        app, screens["/admin"], path="/admin", auth_dependency=admin_dependency, theme=theme,
         footer_links=[], ssr_mode=False, run_history=False, mcp_server=False,
     )
+    app.add_middleware(KnownEvents, screens=screens)  # inside FrontDoor: only logged-in callers reach it
     app.add_middleware(
         FrontDoor, store=ctx.store, signer=ctx.signer, annotator_paths=ANNOTATOR_PATHS, admin_paths=ADMIN_PATHS
     )

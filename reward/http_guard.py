@@ -16,9 +16,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
 from reward.api_metrics import Metrics
+from rlhf.asgi_body import BodyTooLarge, read_body, replay
 
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 JSON_BODY = frozenset({"/v1/score", "/get_reward"})  # other routes answer a POST with 404 or 405
@@ -102,7 +102,7 @@ class HttpGuard:
             body = await self._read_body(scope, receive, send, headers, rid)
             if body is None:
                 return
-            receive = _replay(body, receive)
+            receive = replay(body, receive)
         await self.app(scope, receive, send)
 
     async def _read_body(self, scope, receive, send, headers, rid) -> bytes | None:
@@ -113,18 +113,10 @@ class HttpGuard:
                 return None
             if int(declared) > self.max_body_bytes:
                 return await self._too_large(send, rid)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return await self._too_large(send, rid)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            return await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            return await self._too_large(send, rid)
 
     async def _too_large(self, send, rid: str) -> None:
         self.metrics.rejected.labels("too_large").inc()
@@ -137,15 +129,3 @@ def _is_json(content_type: bytes) -> bool:
     kind = content_type.split(b";", 1)[0].strip().lower()
     return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
-
-def _replay(body: bytes, receive) -> Callable[[], Awaitable[dict]]:
-    sent = False
-
-    async def replay() -> dict:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -110,3 +110,27 @@ def test_a_rank_outside_the_task_or_a_broken_form_is_refused_and_seconds_are_bou
         assert warnings == []
     with store.session(readonly=True) as s:
         assert s.scalar(select(schema.Judgment.seconds)) == 86400.0
+
+
+def test_a_call_naming_no_event_of_the_screen_is_a_4xx_with_a_json_body(store: Store) -> None:
+    add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
+    creds = add_people(store, {"ann": "annotator"})
+    with serve(context(store)) as base:
+        screen = ScreenSession(base, "ann", creds["ann"])
+        known = screen.events["on_load"]["id"]
+        for fn_index in (10_000, -1, "x", None):
+            body = {"data": [], "fn_index": fn_index, "session_hash": screen.session, "trigger_id": None}
+            r = screen.http.post("/ui/gradio_api/queue/join", json=body)
+            assert 400 <= r.status_code < 500, (fn_index, r.status_code, r.text)
+            assert r.json()["detail"], r.text
+        r = screen.http.post("/ui/gradio_api/queue/join", content=b"{not json")
+        assert 400 <= r.status_code < 500 and r.json()["detail"], r.text
+        # Gradio's routes for calling an event by name are closed (they gave 500s for unknown names
+        # and missing inputs): the page runs its events through the queue.
+        for path in ("/ui/gradio_api/api/on_load", "/ui/gradio_api/call/nope", "/ui/gradio_api/run/predict"):
+            r = screen.http.post(path, json={"data": [], "session_hash": screen.session})
+            assert r.status_code == 404 and "queue" in r.json()["detail"], (path, r.text)
+        # The screen still answers a call it knows.
+        body = {"data": [None] * len(screen.events["on_load"]["inputs"]), "fn_index": known,
+                "session_hash": screen.session, "trigger_id": None}
+        assert screen.http.post("/ui/gradio_api/queue/join", json=body).status_code == 200
