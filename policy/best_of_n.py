@@ -26,35 +26,45 @@ class BestOfNRunConfig:
 
 
 def _ranked(rows: list[PromptRow], completions: list[Completion], rewards: list[float], min_gap: float):
-    """(prompt row, completions best first) for each prompt whose best and worst differ by > min_gap."""
+    """(prompt row, best, worst) for each prompt whose best and worst differ in reward by > min_gap.
+
+    The best is the best *complete* sample: one cut off at the length limit is never a target.
+    Fine-tuned on, it would teach the policy to end its turn mid-sentence (the chat template
+    closes the turn after it), and as DPO's chosen response the same; as the rejected one it is
+    fine. A prompt whose samples were all cut off gives nothing.
+    """
     by_prompt: dict[int, list[tuple[float, Completion]]] = defaultdict(list)
     for c, r in zip(completions, rewards, strict=True):
         by_prompt[c.prompt_id].append((r, c))
     prompts = {r.id: r for r in rows}
     for pid, scored in sorted(by_prompt.items()):
         scored.sort(key=lambda x: (-x[0], x[1].sample_index))
-        best, worst = scored[0][1], scored[-1][1]
+        complete = [(r, c) for r, c in scored if c.finish_reason != "length"]
+        if not complete:
+            continue
+        (best_reward, best), (worst_reward, worst) = complete[0], scored[-1]
         # Best and worst the same text: every sample scored alike, whatever float noise says (a
         # reward model scores one text ~1e-7 apart in different batch rows), so nothing to learn,
         # and as a pair it would be a response preferred to itself.
-        if scored[0][0] - scored[-1][0] <= min_gap or not best.text or best.text == worst.text:
+        if best_reward - worst_reward <= min_gap or not best.text or best.text == worst.text:
             continue
-        yield prompts[pid], [c for _, c in scored]
+        yield prompts[pid], best, worst
 
 
 def select_best(rows: list[PromptRow], completions: list[Completion], rewards: list[float],
                 min_gap: float = 0.0) -> list[dict]:
-    """One conversation per prompt: its best completion, when best and worst differ by > min_gap."""
-    return [{"messages": [*row.messages, {"role": "assistant", "content": ranked[0].text}]}
-            for row, ranked in _ranked(rows, completions, rewards, min_gap)]
+    """One conversation per prompt: its best complete completion, when it and the worst differ by > min_gap."""
+    return [{"messages": [*row.messages, {"role": "assistant", "content": best.text}]}
+            for row, best, _ in _ranked(rows, completions, rewards, min_gap)]
 
 
 def select_pairs(rows: list[PromptRow], completions: list[Completion], rewards: list[float],
                  min_gap: float = 0.0) -> list[dict]:
-    """One preference pair per prompt, best over worst by the reward models (TRL's prompt/chosen/rejected)."""
-    return [{"prompt": row.messages, "chosen": [{"role": "assistant", "content": ranked[0].text}],
-             "rejected": [{"role": "assistant", "content": ranked[-1].text}]}
-            for row, ranked in _ranked(rows, completions, rewards, min_gap)]
+    """One preference pair per prompt, the best complete sample over the worst by the reward models
+    (TRL's prompt/chosen/rejected)."""
+    return [{"prompt": row.messages, "chosen": [{"role": "assistant", "content": best.text}],
+             "rejected": [{"role": "assistant", "content": worst.text}]}
+            for row, best, worst in _ranked(rows, completions, rewards, min_gap)]
 
 
 def train_best_of_n(model, tokenizer, selected: list[dict], out_dir: Path, cfg: BestOfNRunConfig) -> dict:

@@ -45,3 +45,18 @@ def test_ties_go_to_the_first_sample_and_a_single_sample_is_never_kept():
     comps = [comp(1, 0, "x"), comp(1, 1, "y"), comp(1, 2, "z")]
     assert [c["messages"][-1]["content"] for c in select_best(rows, comps, [0.9, 0.9, 0.1])] == ["x"]
     assert select_best(rows, comps[:1], [0.9]) == []  # n = 1: best minus worst is 0, not > min_gap
+
+
+def test_a_sample_cut_off_at_the_length_limit_is_never_the_target():
+    rows = [PromptRow(1, [{"role": "user", "content": "a"}]), PromptRow(2, [{"role": "user", "content": "b"}])]
+    cut = Completion(1, 0, "The sky is blue because of the way", 3, 8, "length")
+    comps = [cut, comp(1, 1, "Blue."), comp(1, 2, "No idea."),
+             Completion(2, 0, "Yellow, as bananas", 3, 8, "length"), Completion(2, 1, "Yel", 3, 8, "length")]
+    rewards = [0.9, 0.6, 0.1, 0.8, 0.2]
+    # Prompt 1: the cut-off sample scored best, so the best complete one is the target.
+    assert [c["messages"][-1]["content"] for c in select_best(rows, comps, rewards)] == ["Blue."]
+    assert select_pairs(rows, comps, rewards) == [
+        {"prompt": [{"role": "user", "content": "a"}], "chosen": [{"role": "assistant", "content": "Blue."}],
+         "rejected": [{"role": "assistant", "content": "No idea."}]}]
+    # A cut-off sample can still be the rejected one.
+    assert select_pairs(rows, [comp(1, 0, "Blue."), cut], [0.5, 0.1])[0]["rejected"][0]["content"] == cut.text
