@@ -130,9 +130,10 @@ class SimulatedAnnotatorConfig(Section):
 
 class ArgillaConfig(Section):
     url: HttpURL = Field("http://127.0.0.1:6900", description="Argilla server (`annotation.frontend: argilla`).")
-    workspace: str = Field("argilla", description="Argilla workspace the round datasets go to (must exist).")
+    workspace: str = Field("argilla", min_length=1,
+                           description="Argilla workspace the round datasets go to (must exist).")
     api_key_env: str = Field(
-        "RLHF_ARGILLA_API_KEY",
+        "RLHF_ARGILLA_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Name of the environment variable holding an owner/admin API key (the key is never stored).",
     )
     dataset_prefix: str | None = Field(None, description="Dataset names are PREFIX-iter-NNN (null = `project`).")

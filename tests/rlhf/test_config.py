@@ -30,6 +30,9 @@ def test_set_overrides_parse_yaml_scalars(tmp_path):
         ("reward.nope=1", "reward.nope: unknown key"),
         ("policy.methods=[dpo, dpo]", "policy.methods"),
         ("gates=['helpful_accuracy >> 1']", "gates"),
+        ("annotation.argilla.workspace=", "annotation.argilla.workspace: String should have at least 1 character"),
+        ("annotation.argilla.api_key_env=", "annotation.argilla.api_key_env: String should match pattern"),
+        ("annotation.argilla.api_key_env=MY KEY", "annotation.argilla.api_key_env: String should match pattern"),
     ],
 )
 def test_invalid_values_name_the_key_path(tmp_path, override, fragment):
