@@ -218,18 +218,20 @@ def _take(s: Session, task: schema.Task, a: _Answer, report: PullReport) -> bool
             report.changed_after_pull.append(f"{a.name} on task {task.id} (now {a.status})")
         return False
     verdict = ds.judgment(task.id, a.name, task.display_order, a.values)
-    if stored is not None:
-        report.already_present += 1
-        if not _says(stored, verdict):
-            report.changed_after_pull.append(f"{a.name} on task {task.id}")
-        return False
-    if not a.ours:  # the annotator judged other text than the task's candidates
-        raise UserError("the record shows other text than the task (edited in Argilla, or pushed "
-                        "by another workspace with the same dataset name)")
-    who = queue.ensure_annotator(s, a.name)
-    queue.submit(s, task.id, who.id, verdict, source="argilla")
-    report.judgments_added += 1
-    return True
+    if stored is None:
+        if not a.ours:  # the annotator judged other text than the task's candidates
+            raise UserError("the record shows other text than the task (edited in Argilla, or pushed "
+                            "by another workspace with the same dataset name)")
+        who = queue.ensure_annotator(s, a.name)
+        stored, created = queue.submit_once(s, task.id, who.id, verdict, source="argilla")
+        if created:
+            report.judgments_added += 1
+            return True
+        # else a pull running at the same time stored it since the lookup above: the queue kept the first.
+    report.already_present += 1
+    if not _says(stored, verdict):
+        report.changed_after_pull.append(f"{a.name} on task {task.id}")
+    return False
 
 
 def pull(store: Store, client: Any, cfg: ArgillaConfig, r: Round) -> PullReport:

@@ -71,3 +71,31 @@ def test_query_evaluator() -> None:
     assert aggs["aggregations"]["c"] == {"value": 3}
     with pytest.raises(NotImplementedError):
         ids({"knn": {}})
+
+
+def test_an_answer_another_pull_stored_meanwhile_counts_as_present_not_added(store, monkeypatch) -> None:
+    """Two pulls at once: both look the answer up, find nothing, and submit. The queue keeps the
+    first judgment; the second pull must report it as already there, not as added."""
+    from annotation import queue
+    from annotation.argilla import sync
+    from rlhf import schema
+    from tests.annotation.helpers import add_tasks
+
+    (task_id,) = add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
+    values = {"ranking": {"value": [{"value": "A", "rank": 1}, {"value": "B", "rank": 2}]}}
+    answer = sync._Answer(task_id, "alice", "submitted", values, ours=True)
+    real_ensure = queue.ensure_annotator
+
+    def the_other_pull_stores_it_first(s, name, *args, **kwargs):
+        who = real_ensure(s, name, *args, **kwargs)
+        task = s.get(schema.Task, task_id)
+        queue.submit(s, task_id, who.id, judgment(task_id, name, task.display_order, values), source="argilla")
+        return who
+
+    monkeypatch.setattr(queue, "ensure_annotator", the_other_pull_stores_it_first)
+    report = sync.PullReport()
+    with store.session() as s:
+        assert sync._take(s, s.get(schema.Task, task_id), answer, report) is False
+    assert (report.judgments_added, report.already_present, report.changed_after_pull) == (0, 1, [])
+    with store.session(readonly=True) as s:
+        assert s.query(schema.Judgment).count() == 1
