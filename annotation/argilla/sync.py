@@ -15,7 +15,6 @@ pulled is reported, the judgment pulled first kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,6 +30,7 @@ from rlhf.errors import UserError
 from rlhf.store import Store
 
 PAGE = 100  # records per request when reading a dataset back
+READ_PASSES = 3  # see _records
 
 
 @dataclass(frozen=True)
@@ -95,17 +95,31 @@ def _shown(s: Session, tasks: list[schema.Task]) -> dict[int, dict[str, Any]]:
     return shown
 
 
-def _records(client: Any, cfg: ArgillaConfig, dataset: Any, with_responses: bool) -> Iterator[Any]:
-    """Every record of the dataset, a page at a time."""
+def _records(client: Any, cfg: ArgillaConfig, dataset: Any, with_responses: bool) -> list[Any]:
+    """Every record of the dataset, once each, read a page at a time.
+
+    Argilla pages by offset over records ordered by `inserted_at` alone. Records logged in one
+    batch can share that timestamp (on PostgreSQL), and rows that tie may come back in another
+    order on the next page's request: one record is then read twice and another never. So the
+    records are read until as many distinct ones were seen as the dataset holds, a few passes at
+    most, rather than trusting one pass.
+    """
     with conn.talking_to(cfg):
-        offset = 0
-        while True:
-            page = client.api.records.list(dataset.id, offset=offset, limit=PAGE,
-                                           with_suggestions=False, with_responses=with_responses)
-            yield from page
-            if len(page) < PAGE:
-                return
-            offset += PAGE
+        expected = int(dataset.progress().get("total") or 0)
+        seen: dict[Any, Any] = {}
+        for _ in range(READ_PASSES):
+            offset = 0
+            while True:
+                page = client.api.records.list(dataset.id, offset=offset, limit=PAGE,
+                                               with_suggestions=False, with_responses=with_responses)
+                seen.update((rec.id, rec) for rec in page)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+            if len(seen) >= expected:
+                return list(seen.values())
+    raise UserError(f"Argilla listed {len(seen)} distinct records of the {expected} in dataset {dataset.name!r} "
+                    f"in {READ_PASSES} passes (records were being added, or its pages kept shifting): run again")
 
 
 def _not_ours(r: Round, shown: dict[int, dict[str, Any]], have: dict[str, Any]) -> UserError | None:

@@ -99,3 +99,43 @@ def test_an_answer_another_pull_stored_meanwhile_counts_as_present_not_added(sto
     assert (report.judgments_added, report.already_present, report.changed_after_pull) == (0, 1, [])
     with store.session(readonly=True) as s:
         assert s.query(schema.Judgment).count() == 1
+
+
+class _ShiftingPages:
+    """Stands in for argilla-server's record listing on PostgreSQL, which the tests' server (on
+    SQLite, where rows that tie keep one order) cannot show: records logged in one batch share
+    `inserted_at`, the only sort key, and come back in another order on each page request."""
+
+    def __init__(self, n: int, listed: int | None = None):
+        from types import SimpleNamespace
+
+        self.records = [SimpleNamespace(id=f"r{i}", external_id=f"task-{i}") for i in range(n)]
+        self.listed = n if listed is None else listed  # a server that lists fewer than it counts
+        self.requests = 0
+        self.api = SimpleNamespace(records=SimpleNamespace(list=self.list))
+
+    def list(self, dataset_id, offset, limit, **_):
+        self.requests += 1
+        # Each request sees the tied rows rotated: pages overlap and miss records.
+        k = self.requests % self.listed
+        order = self.records[k:self.listed] + self.records[:k]
+        return order[offset:offset + limit]
+
+    def progress(self):
+        return {"total": len(self.records)}
+
+
+def test_records_whose_pages_shift_between_requests_are_each_read_once() -> None:
+    from annotation.argilla import sync
+    from rlhf.config import ArgillaConfig
+
+    server = _ShiftingPages(250)
+    server.id, server.name = "d1", "proj-iter-001"
+    records = sync._records(server, ArgillaConfig(), server, with_responses=True)
+    assert sorted(r.id for r in records) == sorted(r.id for r in server.records)
+    assert server.requests > 3  # one pass of 3 pages was not enough
+
+    short = _ShiftingPages(250, listed=240)
+    short.id, short.name = "d1", "proj-iter-001"
+    with pytest.raises(UserError, match="240 distinct records of the 250"):
+        sync._records(short, ArgillaConfig(), short, with_responses=True)
