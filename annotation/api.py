@@ -126,6 +126,9 @@ def router(ctx: AppContext) -> APIRouter:
             return JSONResponse({"status": "unavailable", "reason": type(err).__name__}, status_code=503)
         return JSONResponse({"status": "ok", "database": ctx.store.backend})
 
+    # HEAD too: load balancers and uptime checks probe with it (a 405 reads as "down").
+    r.head("/healthz", include_in_schema=False)(healthz)
+
     @r.get("/", include_in_schema=False)
     def root(request: Request) -> RedirectResponse:
         who = request.scope.get(IDENTITY_KEY)

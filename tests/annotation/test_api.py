@@ -132,6 +132,7 @@ def test_headers_healthz_and_login_form(store: Store) -> None:
     (c,) = _clients(store, 1)
     h = c.get("/healthz")
     assert h.json() == {"status": "ok", "database": store.backend}
+    assert c.head("/healthz").status_code == 200
     policy = h.headers["content-security-policy"]
     assert "script-src 'self' 'nonce-" in policy and "img-src 'self' data: blob:" in policy
     assert "script-src-attr 'none'" in policy and "frame-ancestors 'none'" in policy
