@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI turns them into one line on stderr and exit code 2."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -25,11 +27,12 @@ def validation_details(errors: list[dict], limit: int = 20) -> list[dict]:
             for e in errors[:limit]]
 
 
-def read_user_text(path: Path, kind: str = "file", missing: str = "no such file", encoding: str = "utf-8") -> str:
-    """The text of a file the user named (a `kind` of file); each way it cannot be read is one
-    UserError line, where Python would raise a different OSError for each."""
+@contextmanager
+def _user_file(path: Path, kind: str, missing: str, verb: str) -> Iterator[None]:
+    """Each way a file the user named cannot be read or written, as one UserError line (Python
+    raises a different OSError for each)."""
     try:
-        return Path(path).read_text(encoding=encoding)
+        yield
     except FileNotFoundError:
         raise UserError(f"{path}: {missing}") from None
     except IsADirectoryError:
@@ -37,17 +40,17 @@ def read_user_text(path: Path, kind: str = "file", missing: str = "no such file"
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     except OSError as err:
-        raise UserError(f"{path}: cannot read it ({err.strerror})") from None
+        raise UserError(f"{path}: cannot {verb} it ({err.strerror})") from None
+
+
+def read_user_text(path: Path, kind: str = "file", missing: str = "no such file", encoding: str = "utf-8") -> str:
+    """The text of a file the user named (a `kind` of file)."""
+    with _user_file(path, kind, missing, "read"):
+        return Path(path).read_text(encoding=encoding)
 
 
 def write_user_text(path: Path, text: str, kind: str = "file") -> None:
-    """Write a file the user named (a `kind` of file); each way it cannot be written is one UserError line."""
+    """Write a file the user named (a `kind` of file)."""
     path = Path(path)
-    try:
+    with _user_file(path, kind, f"no such folder {path.parent}", "write"):
         path.write_text(text, encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such folder {path.parent}") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not a {kind}") from None
-    except OSError as err:
-        raise UserError(f"{path}: cannot write it ({err.strerror})") from None
