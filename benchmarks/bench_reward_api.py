@@ -1,14 +1,16 @@
 """Reward API throughput: dynamic micro-batching against batch size 1, in the same run.
 
-    python benchmarks/bench_reward_api.py [--model PATH] [--clients 32] [--seconds 8] [--rounds 5]
+    python benchmarks/bench_reward_api.py [--model PATH] [--clients 32] [--rounds 5] [--bursts 4] [--seconds 2]
 
-Starts `rlhf reward serve` on 127.0.0.1 (a separate process, as users run it) once per mode
-and round, modes interleaved so that both see the same machine load; 32 clients, each on its
-own keep-alive connection, post one conversation per request to /v1/score in a closed loop.
-Prints requests/s and client-side p50/p99 latency per mode (median over rounds), the
-throughput ratio, and the mean forward-pass size from the server's /metrics, as a Markdown
-table. Without --model it builds a small reward model from scratch (no hub, no workspace).
-Traffic stays on 127.0.0.1.
+Per round, starts `rlhf reward serve` on 127.0.0.1 (a separate process, as users run it) twice,
+one with dynamic batching and one with batch size 1, and loads them in turn, in short bursts:
+32 clients, each on its own keep-alive connection, post one conversation per request to
+/v1/score in a closed loop. This machine's speed drifts by tens of percent within a minute;
+bursts of a few seconds that alternate between the two servers let both modes sample the
+same drift, so their ratio holds still where their throughputs do not. Prints requests/s and
+client-side p50/p99 latency per mode (median over rounds), the throughput ratio, and the mean
+forward-pass size from the server's /metrics, as a Markdown table. Without --model it builds
+a small reward model from scratch (no hub, no workspace). Traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 WORDS = ("what is the color of a banana sky grass snow coal ocean apple the answer is yellow blue green white "
@@ -54,6 +57,10 @@ def request_bodies(n: int, seed: int = 0) -> list[bytes]:
                 {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=rng.randint(4, 40)))}]
         out.append(json.dumps({"conversations": [conv]}).encode())
     return out
+
+
+# Each burst's first requests fill the pipeline (the first passes are small): not measured.
+BURST_RAMP = 0.2
 
 
 def free_port() -> int:
@@ -127,24 +134,46 @@ async def client(port: int, token: str, bodies: list[bytes], seed: int, stop_at:
         writer.close()
 
 
-async def _load(port: int, token: str, clients: int, seconds: float, warmup: float) -> tuple[float, list[float]]:
+async def _load(port: int, token: str, clients: int, seconds: float, warmup: float) -> tuple[int, list[float]]:
     bodies = request_bodies(256)
     now = time.perf_counter()
     measure_from, stop_at = now + warmup, now + warmup + seconds
     latencies: list[float] = []
     await asyncio.gather(*(client(port, token, bodies, i, stop_at, measure_from, latencies) for i in range(clients)))
-    return len(latencies) / seconds, latencies
+    return len(latencies), latencies
 
 
-def load(port: int, token: str, clients: int, seconds: float, warmup: float) -> tuple[float, list[float], float]:
-    """(requests/s, latencies, client CPU ms per request): the load generator shares the two cores with
-    the server, so its own cost is measured and kept low (uvloop, as the server's uvicorn uses)."""
+def load(port: int, token: str, clients: int, seconds: float, warmup: float) -> tuple[int, list[float], float]:
+    """(requests answered after the warm-up, their latencies, client CPU seconds): the load generator shares
+    the two cores with the server, so its own cost is measured and kept low (uvloop, as the server's uvicorn uses)."""
     import uvloop
 
     started = time.process_time()
-    rps, latencies = uvloop.run(_load(port, token, clients, seconds, warmup))
-    served = rps * (seconds + warmup)
-    return rps, latencies, 1000 * (time.process_time() - started) / max(served, 1)
+    done, latencies = uvloop.run(_load(port, token, clients, seconds, warmup))
+    return done, latencies, time.process_time() - started
+
+
+@dataclass
+class Tally:
+    """One server's share of a round: what its bursts measured."""
+
+    server: Server
+    requests: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0  # the server's and its model worker's CPU seconds
+    client_cpu: float = 0.0
+    served: int = 0  # every request answered, warm-ups included: what the CPU figures divide by
+
+    def burst(self, token: str, clients: int, seconds: float, warmup: float) -> None:
+        cpu = self.server.cpu_seconds()
+        done, lat, client_cpu = load(self.server.port, token, clients, seconds, warmup)
+        self.server_cpu += self.server.cpu_seconds() - cpu
+        self.requests += done
+        self.seconds += seconds
+        self.latencies += lat
+        self.client_cpu += client_cpu
+        self.served += round(done * (seconds + warmup) / seconds)
 
 
 def server_stats(port: int, token: str) -> tuple[float, float]:
@@ -170,36 +199,45 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (the machine drifts: a ratio from one round can be off by 30%%)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="one burst's measured seconds")
+    ap.add_argument("--bursts", type=int, default=4, help="bursts per mode and round, the modes alternating")
+    ap.add_argument("--warmup", type=float, default=2.0, help="load before a new server's first burst (not measured)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds, each with two fresh servers")
     ap.add_argument("--batch-size", type=int, default=32, help="max_batch_size of the batching mode")
     ap.add_argument("--wait-ms", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     args = ap.parse_args()
 
     token = secrets.token_hex(16)
+    modes = {f"dynamic batching (max {args.batch_size}, wait {args.wait_ms:g} ms)": args.batch_size, "batch size 1": 1}
+    # Per mode, one row per round: (requests/s, latencies, inputs per pass, forward ms per input,
+    # server CPU ms per request, client CPU ms per request).
+    results: dict[str, list[tuple]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_model(Path(tmp) / "rm", args.hidden, args.layers)
-        modes = {f"dynamic batching (max {args.batch_size}, wait {args.wait_ms:g} ms)": args.batch_size,
-                 "batch size 1": 1}
-        results: dict[str, list[tuple[float, list[float], float, float, float, float]]] = {m: [] for m in modes}
         for r in range(args.rounds):
-            for name, bs in modes.items():
-                server = Server(model, token, bs, args.threads, args.wait_ms)
-                try:
-                    server.wait_ready()
-                    cpu = server.cpu_seconds()
-                    rps, lat, client_ms = load(server.port, token, args.clients, args.seconds, args.warmup)
-                    # CPU per request (warm-up included on both sides): what the server spends, whatever the load.
-                    cpu_ms = 1000 * (server.cpu_seconds() - cpu) / max(rps * (args.seconds + args.warmup), 1)
-                    results[name].append((rps, lat, *server_stats(server.port, token), cpu_ms, client_ms))
-                finally:
-                    server.stop()
-                print(f"round {r + 1} {name}: {rps:.0f} req/s", file=sys.stderr)
+            tallies = {}
+            try:
+                for name, bs in modes.items():
+                    tallies[name] = Tally(Server(model, token, bs, args.threads, args.wait_ms))
+                for t in tallies.values():
+                    t.server.wait_ready()
+                    load(t.server.port, token, args.clients, args.warmup, 0.0)  # first passes, allocator warm-up
+                for _ in range(args.bursts):
+                    for t in tallies.values():
+                        t.burst(token, args.clients, args.seconds, BURST_RAMP)
+                for name, t in tallies.items():
+                    served = max(t.served, 1)
+                    results[name].append((t.requests / t.seconds, t.latencies, *server_stats(t.server.port, token),
+                                          1000 * t.server_cpu / served, 1000 * t.client_cpu / served))
+            finally:
+                for t in tallies.values():
+                    t.server.stop()
+            print(f"round {r + 1}: " + ", ".join(f"{n}: {x[-1][0]:.0f} req/s" for n, x in results.items()),
+                  file=sys.stderr)
 
-    print(f"\n{args.clients} concurrent clients, one conversation per request, {args.seconds:g} s per run "
-          f"(+{args.warmup:g} s warm-up), median of {args.rounds} interleaved rounds; server torch threads: "
+    print(f"\n{args.clients} concurrent clients, one conversation per request; per round {args.bursts} bursts of "
+          f"{args.seconds:g} s per mode, alternating; median of {args.rounds} rounds; server torch threads: "
           f"{args.threads}; model: {args.model or f'Llama hidden {args.hidden}, {args.layers} layers (random init)'}; "
           f"machine: {os.cpu_count()} cores\n")
     print("| mode | requests/s | p50 ms | p99 ms | inputs per forward pass | forward ms per input "
@@ -207,16 +245,16 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for name, runs in results.items():
-        best = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
+        mid = sorted(runs, key=lambda x: x[0])[len(runs) // 2]
         rps = statistics.median(x[0] for x in runs)
         summary[name] = rps
-        print(f"| {name} | {rps:.0f} | {pct(best[1], 0.5):.1f} | {pct(best[1], 0.99):.1f} | {best[2]:.1f} "
-              f"| {best[3]:.2f} | {best[4]:.2f} | {best[5]:.2f} |")
+        print(f"| {name} | {rps:.0f} | {pct(mid[1], 0.5):.1f} | {pct(mid[1], 0.99):.1f} | {mid[2]:.1f} "
+              f"| {mid[3]:.2f} | {mid[4]:.2f} | {mid[5]:.2f} |")
     batched, single = summary.values()
-    # Each round runs the two modes back to back: its ratio shows how much the machine's drift moves the result.
+    # A round's two servers took turns within seconds: its ratio shows what the machine's drift still moves.
     per_round = [b[0] / s[0] for b, s in zip(*results.values(), strict=True)]
     print(f"\nthroughput ratio (dynamic / batch size 1): {batched / single:.2f}x "
-          f"(per round: {', '.join(f'{x:.1f}x' for x in per_round)})")
+          f"(per round: {', '.join(f'{x:.2f}x' for x in per_round)})")
 
 
 if __name__ == "__main__":
