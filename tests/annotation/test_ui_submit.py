@@ -125,11 +125,18 @@ def test_a_call_naming_no_event_of_the_screen_is_a_4xx_with_a_json_body(store: S
             assert r.json()["detail"], r.text
         r = screen.http.post("/ui/gradio_api/queue/join", content=b"{not json")
         assert 400 <= r.status_code < 500 and r.json()["detail"], r.text
-        # Gradio's routes for calling an event by name are closed (they gave 500s for unknown names
-        # and missing inputs): the page runs its events through the queue.
-        for path in ("/ui/gradio_api/api/on_load", "/ui/gradio_api/call/nope", "/ui/gradio_api/run/predict"):
+        # Gradio's routes that run an event by name: an unknown name is a 404, too few inputs a 422
+        # (Gradio answered both with 500s) ...
+        for path in ("/ui/gradio_api/api/nope", "/ui/gradio_api/call/nope", "/ui/gradio_api/run/predict"):
             r = screen.http.post(path, json={"data": [], "session_hash": screen.session})
-            assert r.status_code == 404 and "queue" in r.json()["detail"], (path, r.text)
+            assert r.status_code == 404 and "no event named" in r.json()["detail"], (path, r.text)
+        submit = screen.events["on_submit"]["id"]
+        r = screen.http.post("/ui/gradio_api/run/on_submit", json={"data": [], "fn_index": submit})
+        assert r.status_code == 422 and "inputs" in r.json()["detail"], r.text
+        # ... and the page's own direct call (the clear button, not queued) still runs.
+        clear = screen.events["on_clear"]
+        body = {"data": [None] * len(clear["inputs"]), "fn_index": clear["id"], "session_hash": screen.session}
+        assert screen.http.post("/ui/gradio_api/run/on_clear", json=body).status_code == 200
         # The screen still answers a call it knows.
         body = {"data": [None] * len(screen.events["on_load"]["inputs"]), "fn_index": known,
                 "session_hash": screen.session, "trigger_id": None}

@@ -77,6 +77,12 @@ def test_keyboard_judging_overlap_and_admin_view(store: Store, browsing, tmp_pat
         expect(page.locator("#rank-C")).to_be_visible()
         # Each rank control offers 1-16 (see annotation/ui.py); a four-candidate task shows 1-4.
         expect(page.locator("#rank-A input[type=radio]:visible")).to_have_count(4)
+        # Backspace clears a ranking begun (the clear button: an event Gradio runs outside its queue).
+        kb.press("b"), kb.press("a")
+        expect(page.locator("#rank-A input:checked")).to_have_value("2")
+        kb.press("Backspace")
+        expect(page.locator("#rank-A input:checked")).to_have_count(0)
+        expect(page.locator("#rank-B input:checked")).to_have_count(0)
         for key in ["c", "=", "a", "d", "b", "Shift+D"]:
             kb.press(key)
         expect(page.locator("#rank-B input:checked")).to_have_value("3")
