@@ -196,9 +196,8 @@ def test_numbers_the_database_cannot_hold_get_a_422(store: Store) -> None:
 
 
 def test_the_page_nonce_goes_to_inline_and_same_origin_scripts_only(store: Store) -> None:
-    import asyncio
-
     from annotation.security import _secured
+    from tests.isolated_loop import run_isolated
 
     page = (b'<script>boot()</script><script type="module" src="./assets/index.js"></script>'
             b'<script src="https://cdn.example/swagger.js"></script><script src=//cdn.example/x.js></script>')
@@ -212,7 +211,7 @@ def test_the_page_nonce_goes_to_inline_and_same_origin_scripts_only(store: Store
         await wrapped({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
         await wrapped({"type": "http.response.body", "body": page})
 
-    asyncio.run(respond())
+    run_isolated(respond())
     body = sent[-1]["body"]
     assert body.count(b'<script nonce="N0NCE"') == 2
     assert b'<script src="https://cdn.example/swagger.js">' in body and b"<script src=//cdn.example/x.js>" in body

@@ -3,19 +3,12 @@
 import asyncio
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from reward.batching import BatchQueue, BatchSettings, Inbox, Item, buckets
 from reward.dispatch import InProcess, QueueFull, ShuttingDown
-
-
-def run_isolated(coro):
-    """asyncio.run on a thread of its own: Playwright's sync API (the browser tests, same
-    session) leaves an event loop marked running on the main thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+from tests.isolated_loop import run_isolated
 
 
 def test_buckets_group_similar_lengths_within_size_and_token_limits():
