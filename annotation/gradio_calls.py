@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from rlhf.asgi_body import BodyTooLarge, read_body, replay
+from rlhf.asgi import BodyTooLarge, read_body, replay, send_json
 
 # A judging form is a few ranks and a rationale; a body this large is not one.
 MAX_CALL_BYTES = 1 << 20
@@ -49,12 +49,13 @@ class KnownEvents:
         try:
             body = await read_body(receive, MAX_CALL_BYTES)
         except BodyTooLarge:
-            await _answer(send, 413, f"request body over {MAX_CALL_BYTES} bytes")
+            await send_json(send, 413, {"detail": f"request body over {MAX_CALL_BYTES} bytes"})
             return
         if body is None:  # the client went away
             return
         if (problem := _refused(body, *target)) is not None:
-            await _answer(send, *problem)
+            status, detail = problem
+            await send_json(send, status, {"detail": detail})
             return
         await self.app(scope, replay(body, receive), send)
 
@@ -87,9 +88,3 @@ def _refused(body: bytes, blocks, route: str) -> tuple[int, str] | None:
         return 422, f"event {fn.api_name!r} takes {len(fn.inputs)} inputs, not {len(data)}"
     return None
 
-
-async def _answer(send, status: int, detail: str) -> None:
-    data = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})

@@ -15,7 +15,6 @@ One ASGI middleware in front of everything (FastAPI routes and the mounted Gradi
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,7 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 
 from annotation.auth import COOKIE, Identity, SessionSigner
+from rlhf.asgi import send_json
 from rlhf.store import Store
 
 Scope = dict[str, Any]
@@ -174,10 +174,7 @@ _REPLACED = {b"content-security-policy", b"x-frame-options", b"x-content-type-op
 
 
 async def _json(send: Send, status: int, body: dict, nonce: str) -> None:
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + _security_headers(nonce)})
-    await send({"type": "http.response.body", "body": data})
+    await send_json(send, status, body, _security_headers(nonce))
 
 
 async def _redirect(send: Send, location: str, nonce: str) -> None:

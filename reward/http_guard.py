@@ -11,14 +11,13 @@ an answer is logged here, once, and answered 500 with the request id, like every
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import time
 import uuid
 
 from reward.api_metrics import Metrics
-from rlhf.asgi_body import BodyTooLarge, read_body, replay
+from rlhf.asgi import BodyTooLarge, read_body, replay, send_json
 
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 JSON_BODY = frozenset({"/v1/score", "/get_reward"})  # other routes answer a POST with 404 or 405
@@ -37,11 +36,8 @@ def request_id_of(scope) -> str:
 
 async def send_error(send, status: int, kind: str, message: str, request_id: str,
                      headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"error": {"type": kind, "message": message}, "request_id": request_id}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, {"error": {"type": kind, "message": message}, "request_id": request_id},
+                    [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()])
 
 
 class HttpGuard:

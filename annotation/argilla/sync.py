@@ -15,6 +15,7 @@ pulled is reported, the judgment pulled first kept.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -108,18 +109,23 @@ def _records(client: Any, cfg: ArgillaConfig, dataset: Any, with_responses: bool
         expected = int(dataset.progress().get("total") or 0)
         seen: dict[Any, Any] = {}
         for _ in range(READ_PASSES):
-            offset = 0
-            while True:
-                page = client.api.records.list(dataset.id, offset=offset, limit=PAGE,
-                                               with_suggestions=False, with_responses=with_responses)
-                seen.update((rec.id, rec) for rec in page)
-                if len(page) < PAGE:
-                    break
-                offset += PAGE
+            seen.update((rec.id, rec) for rec in _pages(client, dataset, with_responses))
             if len(seen) >= expected:
                 return list(seen.values())
     raise UserError(f"Argilla listed {len(seen)} distinct records of the {expected} in dataset {dataset.name!r} "
                     f"in {READ_PASSES} passes (records were being added, or its pages kept shifting): run again")
+
+
+def _pages(client: Any, dataset: Any, with_responses: bool) -> Iterator[Any]:
+    """One pass over the dataset's record pages, as Argilla lists them."""
+    offset = 0
+    while True:
+        page = client.api.records.list(dataset.id, offset=offset, limit=PAGE,
+                                       with_suggestions=False, with_responses=with_responses)
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
 
 
 def _not_ours(r: Round, shown: dict[int, dict[str, Any]], have: dict[str, Any]) -> UserError | None:

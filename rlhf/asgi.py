@@ -1,15 +1,18 @@
-"""A request body read whole by an ASGI middleware, under a size limit, and handed on unchanged.
+"""What the plain ASGI middlewares (the reward API's guard, the annotation app's front door and
+its check of Gradio calls) do by hand: read a request body whole and pass it on, answer with JSON.
 
-For middlewares that must look at a body before the app does (the reward API's guard, the
-annotation app's check of Gradio calls): the body is read once, and the app downstream
-receives it as if nobody had.
+A middleware that must look at a body before the app does reads it once, under a size limit,
+and the app downstream receives it as if nobody had.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):
@@ -44,3 +47,11 @@ def replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+async def send_json(send: Send, status: int, body: Any, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    """A whole JSON response: `body` encoded, its length declared, `headers` added."""
+    data = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
