@@ -79,6 +79,11 @@ def round_table(ws: Workspace, iteration: int) -> Table | None:
 def render(info: dict[str, Any], console: Console) -> None:
     # Paths, model names and gate reasons come from users and files: escaped, so that rich
     # shows them as written instead of reading them as markup.
+    if not info["rounds"] and not info["models"]:
+        # A fresh workspace: two empty tables say less than what to run next.
+        console.print(f"[bold]{escape(info['workspace'])}[/]: no rounds yet and no models registered; "
+                      "`rlhf round --iter 1` runs the first round", highlight=False)
+        return
     console.print(f"[bold]{escape(info['workspace'])}[/]  incumbent: [green]{escape(str(info['incumbent']))}[/]")
     t = Table(title="rounds")
     for c in ("iter", "status", "stages done", "incumbent"):

@@ -95,6 +95,8 @@ def test_status_prints_a_workspace_path_that_looks_like_rich_markup(tmp_path):
     r = rlhf("status", "-w", str(ws))
     assert r.returncode == 0, r.stderr
     assert str(ws) in r.stdout.replace("\n", "")
+    # A fresh workspace says what to run next rather than printing empty tables.
+    assert "rlhf round --iter 1" in r.stdout and "incumbent" not in r.stdout
 
 
 def test_a_corrupt_database_is_named_not_a_crash(workspace, tmp_path):
