@@ -107,6 +107,7 @@ def serve(
     import uvicorn
 
     from reward.batching import BatchSettings
+    from reward.one_write import OneWriteProtocol
     from rlhf.models import set_threads
 
     token = read_token(token_file)
@@ -135,7 +136,7 @@ def serve(
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     err.print(f"serving {', '.join(n for n, _ in targets)} on {where} (OpenAPI: {where}/docs)")
     try:
-        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=access_log)
+        uvicorn.run(api, host=host, port=port, log_level="warning", access_log=access_log, http=OneWriteProtocol)
     finally:
         if worker is not None:
             worker.close()
