@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from rlhf.asgi import BodyTooLarge, read_body, replay, send_json
+from rlhf.asgi import BodyTooLarge, media_type, read_body, replay, send_json
 
 # A judging form is a few ranks and a rationale; a body this large is not one.
 MAX_CALL_BYTES = 1 << 20
@@ -35,8 +35,7 @@ class KnownEvents:
         """(the Blocks, the route below `gradio_api/`) that a JSON POST goes to, if it is a screen's."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
-        if content_type.split(b";", 1)[0].strip().lower() != b"application/json":  # uploads are not calls
+        if media_type(dict(scope["headers"])) != b"application/json":  # uploads are not calls
             return None
         path = scope["path"]
         return next(((blocks, path[len(prefix):]) for prefix, blocks in self.routes if path.startswith(prefix)), None)

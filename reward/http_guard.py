@@ -17,7 +17,7 @@ import time
 import uuid
 
 from reward.api_metrics import Metrics
-from rlhf.asgi import BodyTooLarge, read_body, replay, send_json
+from rlhf.asgi import BodyTooLarge, media_type, read_body, replay, send_json
 
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 JSON_BODY = frozenset({"/v1/score", "/get_reward"})  # other routes answer a POST with 404 or 405
@@ -89,7 +89,7 @@ class HttpGuard:
                              {"WWW-Authenticate": 'Bearer realm="reward-api"'})
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):
-            if scope["path"] in JSON_BODY and not _is_json(headers.get(b"content-type", b"")):
+            if scope["path"] in JSON_BODY and not _is_json(media_type(headers)):
                 # Without this a body sent as a form (curl -d's default) is refused with a 422
                 # about the body's shape, which sends the caller to look at the wrong thing.
                 await send_error(send, 415, "unsupported_media_type",
@@ -120,8 +120,7 @@ class HttpGuard:
         return None
 
 
-def _is_json(content_type: bytes) -> bool:
-    """application/json or a +json type, parameters (charset) aside: what FastAPI parses as JSON."""
-    kind = content_type.split(b";", 1)[0].strip().lower()
+def _is_json(kind: bytes) -> bool:
+    """application/json or a +json type (a `media_type`): what FastAPI parses as JSON."""
     return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 

@@ -4,9 +4,9 @@ uvicorn writes the headers when the app sends `http.response.start` and the body
 sends `http.response.body`: two `send` calls on the socket, two TCP segments, and a client
 that reads the headers before the body arrives wakes up twice. The reward API answers small
 JSON bodies at over a thousand requests a second, where those two writes took 18% of the event
-loop's time (py-spy, 32 clients). Here the writes an app makes within one turn of the event loop are joined
-and written once at the end of the turn (`loop.call_soon`), in order; a response whose body
-comes in a later turn is written in two pieces, as before.
+loop's time (py-spy, 32 clients). Here the writes an app makes within one turn of the event
+loop are joined and written once at the end of the turn (`loop.call_soon`), in order; a
+response whose body comes in a later turn is written in two pieces, as before.
 
 Measured on the 2-core machine, 32 clients (benchmarks/bench_reward_api.py's load, four
 alternating rounds in each of two phases of the machine's speed): dynamic batching 1.04x the

@@ -1,5 +1,6 @@
 """What the plain ASGI middlewares (the reward API's guard, the annotation app's front door and
-its check of Gradio calls) do by hand: read a request body whole and pass it on, answer with JSON.
+its check of Gradio calls) do by hand: read a request's media type, read its body whole and pass
+it on, answer with JSON.
 
 A middleware that must look at a body before the app does reads it once, under a size limit,
 and the app downstream receives it as if nobody had.
@@ -33,6 +34,11 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def media_type(headers: dict[bytes, bytes]) -> bytes:
+    """The request's Content-Type without its parameters, lower case (`application/json`); b"" if none."""
+    return headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
