@@ -130,6 +130,10 @@ def test_a_call_naming_no_event_of_the_screen_is_a_4xx_with_a_json_body(store: S
         for path in ("/ui/gradio_api/api/nope", "/ui/gradio_api/call/nope", "/ui/gradio_api/run/predict"):
             r = screen.http.post(path, json={"data": [], "session_hash": screen.session})
             assert r.status_code == 404 and "no event named" in r.json()["detail"], (path, r.text)
+        # JSON with its media type's parameters and in another case is read as JSON all the same.
+        r = screen.http.post("/ui/gradio_api/api/nope", content=json.dumps({"data": []}),
+                             headers={"Content-Type": "Application/JSON; charset=utf-8"})
+        assert r.status_code == 404 and "no event named" in r.json()["detail"], r.text
         submit = screen.events["on_submit"]["id"]
         r = screen.http.post("/ui/gradio_api/run/on_submit", json={"data": [], "fn_index": submit})
         assert r.status_code == 422 and "inputs" in r.json()["detail"], r.text
