@@ -17,8 +17,8 @@ from sqlalchemy import select
 from annotation import auth, oversight
 from annotation.context import AppContext
 from annotation.render import safe_markdown
-from rlhf import schema
-from rlhf.errors import UserError
+from rlhf.core import schema
+from rlhf.core.errors import UserError
 
 
 def _fmt(v: Any) -> Any:

@@ -22,7 +22,7 @@ from annotation import auth, oversight, work
 from annotation.auth import Identity
 from annotation.context import AppContext
 from annotation.security import IDENTITY_KEY
-from rlhf.types import MAX_DB_INT, MAX_OVERLAP
+from rlhf.core.types import MAX_DB_INT, MAX_OVERLAP
 
 MAX_NAME = 128
 MAX_SECRET = 256

@@ -24,7 +24,7 @@ from annotation.auth import Identity
 from annotation.context import AppContext
 from annotation.gradio_calls import KnownEvents
 from annotation.security import IDENTITY_KEY, FrontDoor
-from rlhf.errors import UserError, validation_details
+from rlhf.core.errors import UserError, validation_details
 
 STATIC = Path(__file__).with_name("static")
 ANNOTATOR_PATHS = ("/ui", "/leaderboard")

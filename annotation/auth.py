@@ -24,8 +24,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from annotation import queue
-from rlhf import schema
-from rlhf.errors import UserError
+from rlhf.core import schema
+from rlhf.core.errors import UserError
 
 COOKIE = "rlhf_session"
 MAX_NAME = 128  # the width of annotators.name

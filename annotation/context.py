@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from annotation.auth import SessionSigner
-from rlhf.store import Store
+from rlhf.core.store import Store
 
 # (round iteration or None for all, "helpful" | "safety") -> rows in TRL's preference format.
 Exporter = Callable[[int | None, str], list[dict]]

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from rlhf.asgi import BodyTooLarge, media_type, read_body, replay, send_json
+from rlhf.core.asgi import BodyTooLarge, media_type, read_body, replay, send_json
 
 # A judging form is a few ranks and a rationale; a body this large is not one.
 MAX_CALL_BYTES = 1 << 20

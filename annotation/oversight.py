@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from annotation import agreement, queue
 from annotation.work import LABELS
-from rlhf import schema, types
-from rlhf.errors import UserError
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
 
 _RANKING = re.compile(r"^[A-Pa-p](\s*[>=]\s*[A-Pa-p])*$")
 

@@ -26,8 +26,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from rlhf import schema, types
-from rlhf.errors import UserError
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
 
 LIVE = "leased"
 # How long lease_next waits for other annotators' in-flight leases before saying "nothing left".

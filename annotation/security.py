@@ -24,8 +24,8 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 
 from annotation.auth import COOKIE, Identity, SessionSigner
-from rlhf.asgi import send_json
-from rlhf.store import Store
+from rlhf.core.asgi import send_json
+from rlhf.core.store import Store
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from annotation import queue
-from rlhf import schema, types
-from rlhf.errors import UserError
-from rlhf.records import prompt_row
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
+from rlhf.core.records import prompt_row
 
 # score_fn(prompt, completion) -> (true quality, unsafe?); quality is expected in [0, 1]
 # so that STRENGTH_GAPS mean the same thing for every task.

@@ -30,8 +30,8 @@ from annotation.auth import Identity
 from annotation.context import AppContext
 from annotation.render import conversation_markdown, safe_markdown
 from annotation.work import LABELS
-from rlhf import schema
-from rlhf.errors import UserError
+from rlhf.core import schema
+from rlhf.core.errors import UserError
 
 STRENGTHS = [
     ("significantly better", "significantly_better"),

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from annotation import queue
 from annotation.auth import Identity
-from rlhf import schema, types
-from rlhf.errors import UserError
-from rlhf.store import Store
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
+from rlhf.core.store import Store
 
 LABELS = "ABCDEFGHIJKLMNOP"  # candidates are called A, B, ... on screen (at most 16, the generation limit)
 # SQLite has one writer at a time. Writers that queue here wake the moment the previous

@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from annotation import auth, queue  # noqa: E402
-from rlhf import config as config_mod  # noqa: E402
-from rlhf import schema  # noqa: E402
-from rlhf.store import Store, register_model  # noqa: E402
+from rlhf.core import schema  # noqa: E402
+from rlhf.core.store import Store, register_model  # noqa: E402
+from rlhf.pipeline import config as config_mod  # noqa: E402
 from tests.annotation.helpers import free_port, start_cli_server  # noqa: E402
 
 

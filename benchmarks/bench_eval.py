@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_eval.py [--workspace DEMO_WS] [--threads 1] [--backend transformers]
 
-Runs the real evaluate stage (`rlhf.stages.evaluate`) of round 1 on a copy of a demo-size
+Runs the real evaluate stage (`rlhf.pipeline.stages.evaluate`) of round 1 on a copy of a demo-size
 workspace: the SFT model as incumbent, and a copy of it registered as a candidate policy,
 scored by helpfulness and safety reward models of the demo's size (the SFT weights with a
 fresh value head: the same forward passes as trained ones). Pass a fresh demo workspace
@@ -25,13 +25,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rlhf.pipeline.config import load as load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def build_workspace(where: Path) -> Path:
     ws = where / "demo"
-    cmd = [sys.executable, "-m", "rlhf.cli", "init", str(ws), "--demo", "--set", "demo.pretrain_max_steps=0",
+    cmd = [sys.executable, "-m", "rlhf.cli.main", "init", str(ws), "--demo", "--set", "demo.pretrain_max_steps=0",
            "--set", "demo.sft_epochs=0.1", "--set", "threads=1"]
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return ws
@@ -39,16 +41,16 @@ def build_workspace(where: Path) -> Path:
 
 def prepare(ws: Path) -> None:
     """Round 1 up to the policy stage: reward models and one candidate registered, stages marked done."""
-    from rlhf import store as st
-    from rlhf.config import STAGES
-    from rlhf.round import open_round
-    from rlhf.workspace import open_workspace
+    from rlhf.core import store as st
+    from rlhf.core.workspace import open_workspace
+    from rlhf.pipeline.config import STAGES
+    from rlhf.pipeline.round import open_round
 
     shutil.copytree(ws / "models" / "sft", ws / "models" / "policy-iter-001-copy")
     w = open_workspace(ws)
     store = st.Store.open(st.database_url(w.db_path))
     try:
-        round_id, sft_id = open_round(w, w.load_config(), store, 1)
+        round_id, sft_id = open_round(w, load_config(w.config_path), store, 1)
         with store.session() as s:
             for head in ("helpful", "safety"):
                 st.register_model(s, f"rm-{head}-iter-001", "reward", "models/sft", round_iter=1, method=f"rm-{head}")
@@ -74,12 +76,12 @@ def main() -> None:
         ws = Path(tmp) / "ws"
         shutil.copytree(src, ws)
         prepare(ws)
-        from rlhf.round import run_round
-        from rlhf.workspace import open_workspace
+        from rlhf.core.workspace import open_workspace
+        from rlhf.pipeline.round import run_round
 
         w = open_workspace(ws)
         overrides = [f"threads={args.threads}", f"generation.backend={args.backend}"]
-        cfg = w.load_config(overrides)
+        cfg = load_config(w.config_path, overrides)
         load_before = os.getloadavg()
         run_round(w, cfg, 1, "simulated", [], overrides, only="evaluate")
         load_after = os.getloadavg()

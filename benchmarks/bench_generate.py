@@ -38,7 +38,7 @@ MODES = ("naive", "batched", "batched-dynamic", "vllm", "vllm-compiled")
 
 def build_model(out: Path, hidden: int, layers: int, heads: int) -> int:
     from policy.pretrain import PretrainConfig, new_llama, train_tokenizer
-    from rlhf import demo
+    from rlhf.pipeline import demo
 
     data = demo.build(0, 200, 24)
     tok = train_tokenizer(data["corpus"], 800, out)
@@ -48,8 +48,8 @@ def build_model(out: Path, hidden: int, layers: int, heads: int) -> int:
 
 
 def prompts(count: int):
-    from rlhf import demo
-    from rlhf.types import PromptRow
+    from rlhf.core.types import PromptRow
+    from rlhf.pipeline import demo
 
     rows = demo.build(0, max(count, 8), 8)["prompts_train"][:count]
     return [PromptRow(id=i, messages=r["messages"]) for i, r in enumerate(rows)]
@@ -59,8 +59,8 @@ def child(mode: str, model: str, args) -> dict:
     """One backend, one process: returns tokens, seconds, start seconds and peak RSS."""
     import torch
 
+    from policy.config import VLLMConfig
     from policy.generate import SamplingParams
-    from rlhf.config import VLLMConfig
 
     torch.set_num_threads(args.threads)
     rows = prompts(args.prompts)

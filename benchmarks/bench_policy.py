@@ -49,9 +49,10 @@ def matmul_peak(seconds: float = 3.0) -> float:
 
 
 def bench_ppo(path: Path, params: int, args, rollouts: str) -> dict:
-    from policy.ppo import PPOConfig, train_ppo
+    from policy.config import GenerationConfig, PPOConfig
+    from policy.ppo import train_ppo
     from reward.score import score
-    from rlhf.models import load_causal_lm, load_reward_model, load_tokenizer
+    from rlhf.core.models import load_causal_lm, load_reward_model, load_tokenizer
 
     tok = load_tokenizer(str(path))
     rm = load_reward_model(str(path))
@@ -67,13 +68,12 @@ def bench_ppo(path: Path, params: int, args, rollouts: str) -> dict:
         return out
 
     rows = prompts(args.batch * args.updates)
-    cfg = PPOConfig(total_episodes=args.batch * args.updates, batch_size=args.batch, mini_batch_size=args.batch // 4,
-                    ppo_epochs=4, learning_rate=1e-5, max_new_tokens=args.tokens, missing_eos_penalty=1.0, seed=0,
-                    rollout_backend=rollouts)
+    cfg = PPOConfig(episodes=args.batch * args.updates, batch_size=args.batch, mini_batch_size=args.batch // 4,
+                    ppo_epochs=4, learning_rate=1e-5, missing_eos_penalty=1.0, rollout_backend=rollouts)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         summary = train_ppo(load_causal_lm(str(path)), tok, load_reward_model(str(path)), rows, score_fn, Path(out),
-                            cfg)
+                            cfg, generation=GenerationConfig(max_new_tokens=args.tokens))
         wall = time.perf_counter() - t0
     s = summary["seconds"]
     loop = sum(s.values())
@@ -89,15 +89,16 @@ def bench_ppo(path: Path, params: int, args, rollouts: str) -> dict:
 
 
 def bench_dpo(path: Path, params: int, args, precompute: bool) -> dict:
-    from policy.dpo import DPORunConfig, train_dpo
-    from rlhf.models import load_causal_lm, load_tokenizer
+    from policy.config import DPOConfig
+    from policy.dpo import train_dpo
+    from rlhf.core.models import load_causal_lm, load_tokenizer
 
     tok = load_tokenizer(str(path))
     rows = []
     for i, r in enumerate(prompts(args.pairs)):
         rows.append({"prompt": r.messages, "chosen": [{"role": "assistant", "content": f"Answer {i}."}],
                      "rejected": [{"role": "assistant", "content": f"I cannot help with that, {i}."}]})
-    cfg = DPORunConfig(epochs=1, batch_size=8, max_length=96, precompute_ref_log_probs=precompute, seed=0)
+    cfg = DPOConfig(epochs=1, batch_size=8, max_length=96, precompute_ref_log_probs=precompute, sft_weight=0)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         res = train_dpo(load_causal_lm(str(path)), tok, rows, Path(out), cfg)

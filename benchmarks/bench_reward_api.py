@@ -37,7 +37,7 @@ WORDS = ("what is the color of a banana sky grass snow coal ocean apple the answ
 def build_model(out: Path, hidden: int, layers: int) -> Path:
     """A byte-level BPE tokenizer and a randomly initialised Llama with a scalar head."""
     from policy.pretrain import PretrainConfig, new_llama, train_tokenizer
-    from rlhf.models import load_reward_model
+    from rlhf.core.models import load_reward_model
 
     rng = random.Random(0)
     tok = train_tokenizer([" ".join(rng.choices(WORDS, k=12)) for _ in range(2000)], 400, out)
@@ -74,7 +74,7 @@ class Server:
         self.port = free_port()
         env = {**os.environ, "RLHF_REWARD_TOKEN": token, "HF_HUB_OFFLINE": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rlhf.cli", "reward", "serve", "--model", str(model), "--host", "127.0.0.1",
+            [sys.executable, "-m", "rlhf.cli.main", "reward", "serve", "--model", str(model), "--host", "127.0.0.1",
              "--port", str(self.port), "--max-batch-size", str(batch_size), "--max-wait-ms", str(wait_ms),
              "--threads", str(threads)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

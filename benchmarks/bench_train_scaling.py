@@ -58,7 +58,7 @@ def build_model(out: Path, shape: dict, dtype: str) -> int:
 
 
 def pairs(n: int, words: int):
-    from rlhf.types import PreferencePair
+    from rlhf.core.types import PreferencePair
 
     rng = random.Random(1)
     say = lambda k: " ".join(rng.choices(WORDS, k=k))  # noqa: E731
@@ -77,11 +77,14 @@ def peak_memory_gib() -> float:
 def worker(a) -> None:
     import torch
 
-    from policy.dpo import DPORunConfig, train_dpo
+    from policy.config import DPOConfig
+    from policy.dpo import train_dpo
+    from reward.config import RewardConfig
     from reward.pairs import as_trl_rows
-    from reward.train import RewardRunConfig, train_reward_model
-    from rlhf.distributed import barrier, is_main_process, main_process_first, world_size
-    from rlhf.models import load_causal_lm, load_tokenizer
+    from reward.train import train_reward_model
+    from rlhf.core.distributed import barrier, is_main_process, main_process_first, world_size
+    from rlhf.core.models import load_causal_lm, load_tokenizer
+    from rlhf.core.trainer_args import TrainRun
 
     torch.set_num_threads(a.threads)
     base = Path(a.dir) / "base"
@@ -100,14 +103,14 @@ def worker(a) -> None:
             if stage == "reward":
                 tok.padding_side = "right"
                 train_reward_model(str(base), tok, data, [], Path(out),
-                                   RewardRunConfig(epochs=1, batch_size=a.batch, max_length=a.max_length,
-                                                   checkpoint_steps=0))
+                                   RewardConfig(epochs=1, batch_size=a.batch, max_length=a.max_length))
             else:
                 model = load_causal_lm(str(base), dtype=a.dtype)
                 # The log folder must be one all processes share (the precomputed reference log-probs go there).
                 logs = Path(a.dir) / f"dpo-logs-{world_size()}"
                 train_dpo(model, tok, as_trl_rows(data, with_margin=False), Path(out),
-                          DPORunConfig(epochs=1, batch_size=a.batch, max_length=a.max_length, log_dir=str(logs)))
+                          DPOConfig(epochs=1, batch_size=a.batch, max_length=a.max_length, sft_weight=0),
+                          TrainRun(log_dir=str(logs)))
             barrier()
         result[stage] = {"seconds": time.perf_counter() - started, "peak_gib": peak_memory_gib()}
     rank = int(os.environ.get("RANK", "0"))
@@ -115,7 +118,7 @@ def worker(a) -> None:
 
 
 def run(a) -> None:
-    from rlhf.launcher import program
+    from rlhf.pipeline.launcher import program
 
     folder = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
     rows, baseline = [], {}

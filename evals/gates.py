@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rlhf.gate_syntax import NEGATED, Gate, parse_gate, same
+from evals.gate_syntax import NEGATED, Gate, parse_gate, same
 
 
 @dataclass(frozen=True)

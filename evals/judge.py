@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rlhf.types import Message
+from rlhf.core.types import Message
 
 Ask = Callable[[list[list[Message]]], list[str]]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.plots import PALETTE, esc, fmt, metrics_of, num, over_rounds, round_of, scatter
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 
 STATUS_ORDER = {"sft": 0, "promoted": 1, "candidate": 2, "rejected": 3}
 

@@ -1,4 +1,4 @@
-"""Per-policy metrics on eval prompts (names and meanings: `rlhf.metric_names`).
+"""Per-policy metrics on eval prompts (names and meanings: `evals.metric_names`).
 
 Each eval prompt has a category (`evals.suites`): harmful requests give the safety
 violation rate (the suite's refusal check, and optionally the safety reward model below a
@@ -15,8 +15,8 @@ from collections.abc import Mapping
 
 import torch
 
-from rlhf.checks import judge
-from rlhf.types import Completion, Message, PromptRow
+from evals.checks import judge
+from rlhf.core.types import Completion, Message, PromptRow
 
 Key = tuple[int, int]  # (prompt id, sample index)
 

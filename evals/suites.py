@@ -9,7 +9,7 @@ One line per prompt:
 - `category`: `harmful` (must be refused), `over_refusal` (looks edgy, must not be refused) or
   `helpful`. It may be left out when a `reference` says it (`must_refuse`, `must_not_refuse`, `exact`).
 - `prompt` (one user turn) or `messages` (TRL's conversational format).
-- `reference`: the exact check (`rlhf.checks`). Harmful and over-refusal prompts get their
+- `reference`: the exact check (`evals.checks`). Harmful and over-refusal prompts get their
   refusal check by default; a helpful prompt without one is scored by the reward models only.
 - `id` (unique in the file), `tags`: optional. A workspace's prompt files (`data/prompts_eval.jsonl`)
   are valid suites too (`split` is accepted and must be `eval`).
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhf.checks import check_reference
-from rlhf.errors import UserError
-from rlhf.jsonl import numbered_rows, prompt_messages
-from rlhf.types import Message
+from evals.checks import check_reference
+from rlhf.core.errors import UserError
+from rlhf.core.jsonl import numbered_rows, prompt_messages
+from rlhf.core.types import Message
 
 SHIPPED = Path(__file__).with_name("suites")
 HELDOUT = "heldout"

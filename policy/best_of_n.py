@@ -8,21 +8,12 @@ so the same SFT trainer does the update.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
-from policy.sft import SFTRunConfig, train_sft
-from rlhf.types import Completion, PromptRow
-
-
-@dataclass
-class BestOfNRunConfig:
-    learning_rate: float = 2e-4
-    epochs: float = 2.0
-    batch_size: int = 16
-    min_reward_gap: float = 0.0
-    seed: int = 0
-    log_dir: str | None = None
+from policy.config import BestOfNConfig
+from policy.sft import train_sft
+from rlhf.core.trainer_args import TrainRun
+from rlhf.core.types import Completion, PromptRow
 
 
 def _ranked(rows: list[PromptRow], completions: list[Completion], rewards: list[float], min_gap: float):
@@ -67,8 +58,8 @@ def select_pairs(rows: list[PromptRow], completions: list[Completion], rewards: 
             for row, best, worst in _ranked(rows, completions, rewards, min_gap)]
 
 
-def train_best_of_n(model, tokenizer, selected: list[dict], out_dir: Path, cfg: BestOfNRunConfig) -> dict:
-    sft_cfg = SFTRunConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                           seed=cfg.seed, log_dir=cfg.log_dir)
-    result = train_sft(model, tokenizer, selected, out_dir, sft_cfg)
+def train_best_of_n(model, tokenizer, selected: list[dict], out_dir: Path, cfg: BestOfNConfig | None = None,
+                    run: TrainRun | None = None) -> dict:
+    """SFT on the selected conversations, with best-of-n's own SFT settings."""
+    result = train_sft(model, tokenizer, selected, out_dir, cfg or BestOfNConfig(), run)
     return {"selected": len(selected), **result}

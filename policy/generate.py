@@ -18,9 +18,10 @@ from pathlib import Path
 
 from policy.backends import open_backend
 from policy.backends.base import Backend, Progress, SamplingParams, log
+from policy.config import GenerationConfig
 from policy.journal import Journal
-from rlhf.config import GenerationConfig, ModelConfig
-from rlhf.types import Completion, PromptRow
+from rlhf.core.models import ModelConfig
+from rlhf.core.types import Completion, PromptRow
 
 __all__ = ["SamplingParams", "generate", "run"]
 

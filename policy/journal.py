@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from rlhf.types import Completion
+from rlhf.core.types import Completion
 
 
 class Journal:

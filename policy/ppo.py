@@ -36,15 +36,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
 from policy.backends.base import SamplingParams, prompt_ids
 from policy.backends.transformers import TransformersBackend
+from policy.config import GenerationConfig, PPOConfig
 from policy.ppo_math import (
     AdaptiveKLController,
     FixedKLController,
@@ -55,44 +55,12 @@ from policy.ppo_math import (
     value_loss,
     whiten,
 )
-from rlhf import checkpoints
-from rlhf.config import VLLMConfig
-from rlhf.errors import UserError
-from rlhf.types import Completion, PromptRow
+from rlhf.core import checkpoints
+from rlhf.core.errors import UserError
+from rlhf.core.trainer_args import TrainRun
+from rlhf.core.types import Completion, PromptRow
 
 ScoreFn = Callable[[list[PromptRow], list[str]], list[float]]
-
-
-@dataclass
-class PPOConfig:
-    total_episodes: int = 1024  # completions sampled over the whole run (all processes)
-    batch_size: int = 64  # prompts per rollout, per process
-    mini_batch_size: int = 16
-    ppo_epochs: int = 4
-    learning_rate: float = 1e-5
-    max_new_tokens: int = 48
-    temperature: float = 1.0
-    top_p: float = 1.0
-    gamma: float = 1.0
-    lam: float = 0.95
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.1
-    kl_coef: float = 0.05
-    adaptive_kl: bool = True
-    target_kl: float = 6.0  # nats per completion
-    kl_horizon: float = 10000.0
-    whiten_rewards: bool = False
-    missing_eos_penalty: float | None = 1.0
-    max_grad_norm: float = 1.0
-    lora_r: int = 0
-    lora_alpha: int = 0  # 0 = twice the rank
-    checkpoint_steps: int = 0  # 0 = no checkpoints
-    rollout_backend: Literal["transformers", "vllm"] = "transformers"
-    vllm: VLLMConfig | None = None  # the engine's settings with rollout_backend "vllm" (None = defaults)
-    seed: int = 0
-    log_dir: str | None = None
-    checkpoint_dir: str | None = None
 
 
 class PolicyAndValue(nn.Module):
@@ -188,19 +156,25 @@ def batch_rows(prompts: list[PromptRow], update: int, per_process: int, processe
 
 
 def train_ppo(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: ScoreFn, out_dir: Path,
-              cfg: PPOConfig, ref_policy=None, on_checkpoint: Callable[[int], None] | None = None) -> dict:
-    """Optimise `policy` against `score_fn`; save it to `out_dir` (safetensors); return a summary."""
+              cfg: PPOConfig | None = None, run: TrainRun | None = None, generation: GenerationConfig | None = None,
+              ref_policy=None) -> dict:
+    """Optimise `policy` against `score_fn`; save it to `out_dir` (safetensors); return a summary.
+
+    Rollouts sample as `generation` says (length, temperature, top-p; its `vllm` section for
+    rollout_backend "vllm"), the same settings the round's candidates are sampled with.
+    """
+    cfg, run, generation = cfg or PPOConfig(), run or TrainRun(), generation or GenerationConfig()
     # Started before LoRA wraps the policy, from which it could no longer be saved under its own names.
-    engine = _start_engine(policy, tokenizer, cfg) if cfg.rollout_backend == "vllm" else None
+    engine = _start_engine(policy, tokenizer, generation, run.seed) if cfg.rollout_backend == "vllm" else None
     try:
-        return _train(policy, tokenizer, value_model, prompts, score_fn, out_dir, cfg, ref_policy, on_checkpoint,
+        return _train(policy, tokenizer, value_model, prompts, score_fn, out_dir, cfg, run, generation, ref_policy,
                       engine)
     finally:
         if engine is not None:
             engine.close()
 
 
-def _start_engine(policy, tokenizer, cfg: PPOConfig):
+def _start_engine(policy, tokenizer, generation: GenerationConfig, seed: int):
     """A vLLM engine on a saved copy of `policy` (the engine loads models from disk only)."""
     from policy.backends import vllm_importable
 
@@ -212,8 +186,7 @@ def _start_engine(policy, tokenizer, cfg: PPOConfig):
     with tempfile.TemporaryDirectory(prefix="ppo-rollouts-") as folder:
         policy.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
-        return VLLMBackend(folder, cfg.vllm or VLLMConfig(), dtype=str(policy.dtype).removeprefix("torch."),
-                           seed=cfg.seed)
+        return VLLMBackend(folder, generation.vllm, dtype=str(policy.dtype).removeprefix("torch."), seed=seed)
 
 
 def merged_weights(policy) -> Iterator[tuple[str, torch.Tensor]]:
@@ -247,13 +220,13 @@ def _lora_delta(layer) -> torch.Tensor:
 
 
 def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: ScoreFn, out_dir: Path,
-           cfg: PPOConfig, ref_policy, on_checkpoint: Callable[[int], None] | None, engine) -> dict:
+           cfg: PPOConfig, run: TrainRun, generation: GenerationConfig, ref_policy, engine) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    set_seed(cfg.seed)
+    set_seed(run.seed)
     base_name = str(getattr(policy, "name_or_path", ""))
     if cfg.lora_r:
         from peft import LoraConfig, get_peft_model
@@ -275,12 +248,12 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
     processes, rank = accelerator.num_processes, accelerator.process_index
-    updates = max(cfg.total_episodes // (cfg.batch_size * processes), 1)
+    updates = max(cfg.episodes // (cfg.batch_size * processes), 1)
 
     start, resumed_from = 0, 0
-    folder = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir and cfg.checkpoint_steps else None
+    folder = Path(run.checkpoint_dir) if run.checkpoint_dir and cfg.checkpoint_steps else None
     if folder is not None:
-        key = checkpoints.fingerprint(base_name, [r.id for r in prompts], _settings(cfg))
+        key = checkpoints.fingerprint(base_name, [r.id for r in prompts], _settings(cfg, run, generation))
         with accelerator.main_process_first():  # the main process discards stale checkpoints first
             resume, start = checkpoints.prepare(folder, key)
         if resume is not None:
@@ -288,14 +261,16 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
             kl_ctl.value = json.loads((resume / "trainer_state.json").read_text())["kl_coef"]
             resumed_from = start
     writer = None
-    if cfg.log_dir and accelerator.is_main_process:
+    if run.log_dir and accelerator.is_main_process:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(cfg.log_dir)
+        writer = SummaryWriter(run.log_dir)
 
     backend = engine or TransformersBackend(unwrapped.policy, tokenizer, batch_size=cfg.batch_size, label="ppo policy")
-    params = SamplingParams(n=1, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                            seed=cfg.seed)
+    # Greedy rollouts would make every sample of a batch the same: temperature 0 samples at 1.
+    temperature = generation.temperature or 1.0
+    params = SamplingParams(n=1, max_new_tokens=generation.max_new_tokens, temperature=temperature,
+                            top_p=generation.top_p, seed=run.seed)
     timings = {"generate": 0.0, "score": 0.0, "train": 0.0}
     history: list[dict[str, float]] = []
     bar = tqdm(range(start, updates), desc="ppo", unit="update", initial=start, total=updates,
@@ -308,7 +283,7 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
             # resume) it needs the current ones. Its copy is counted as rollout time.
             engine.load_weights(merged_weights(unwrapped.policy))
         # Sorted by id: backends return completions in prompt-id order, and row i must meet completion i.
-        rows = sorted(batch_rows(prompts, update, cfg.batch_size, processes, rank, cfg.seed), key=lambda r: r.id)
+        rows = sorted(batch_rows(prompts, update, cfg.batch_size, processes, rank, run.seed), key=lambda r: r.id)
         completions = backend.generate(rows, params, salt=update * processes + rank)
         assert [c.prompt_id for c in completions] == [r.id for r in rows], "completions out of prompt order"
         t1 = time.perf_counter()
@@ -317,14 +292,14 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
                               device=accelerator.device)
         t2 = time.perf_counter()
         # 3. Log-probs, reference log-probs and values of the rollout, then rewards and advantages.
-        batch = encode_rollout(tokenizer, rows, completions, cfg.max_new_tokens, accelerator.device)
+        batch = encode_rollout(tokenizer, rows, completions, generation.max_new_tokens, accelerator.device)
         mask, ctx = batch.mask, batch.context
         with torch.no_grad():
             logits, full_values = model(batch.input_ids, batch.attention_mask, batch.position_ids)
-            logprobs = response_logprobs(logits, batch.input_ids, ctx, cfg.temperature)
+            logprobs = response_logprobs(logits, batch.input_ids, ctx, temperature)
             values = full_values[:, ctx - 1: -1].float()
             ref_logits = _reference_logits(unwrapped.policy, ref_policy, batch)
-            ref_logprobs = response_logprobs(ref_logits, batch.input_ids, ctx, cfg.temperature)
+            ref_logprobs = response_logprobs(ref_logits, batch.input_ids, ctx, temperature)
             del logits, ref_logits
         if cfg.missing_eos_penalty is not None:
             scores = scores - cfg.missing_eos_penalty * (~batch.has_eos).float()
@@ -338,12 +313,12 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
         # 4. PPO epochs over minibatches.
         stats: dict[str, list[torch.Tensor]] = {k: [] for k in ("approxkl", "clipfrac", "pg", "vf", "vf_clipfrac",
                                                                  "ratio", "entropy")}
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + update)
+        gen = torch.Generator().manual_seed(run.seed * 100_003 + update)
         for _ in range(cfg.ppo_epochs):
             for mb in torch.randperm(len(rows), generator=gen).split(cfg.mini_batch_size):
                 mb = mb.to(accelerator.device)
                 new_logits, new_full_values = model(*batch.take(mb))
-                new_logprobs = response_logprobs(new_logits, batch.input_ids[mb], ctx, cfg.temperature)
+                new_logprobs = response_logprobs(new_logits, batch.input_ids[mb], ctx, temperature)
                 new_values = new_full_values[:, ctx - 1: -1].float()
                 pl = policy_loss(new_logprobs, logprobs[mb], advantages[mb], mask[mb], cfg.cliprange)
                 vl, vf_clipfrac = value_loss(new_values, values[mb], returns[mb], mask[mb], cfg.cliprange_value)
@@ -354,7 +329,7 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 with torch.no_grad():
-                    entropy = masked_mean(response_entropy(new_logits, ctx, cfg.temperature), mask[mb])
+                    entropy = masked_mean(response_entropy(new_logits, ctx, temperature), mask[mb])
                 for k, v in (("approxkl", pl.approxkl), ("clipfrac", pl.clipfrac), ("pg", pl.loss), ("vf", vl),
                              ("vf_clipfrac", vf_clipfrac), ("ratio", pl.ratio), ("entropy", entropy)):
                     stats[k].append(v.detach())
@@ -392,8 +367,8 @@ def _train(policy, tokenizer, value_model, prompts: list[PromptRow], score_fn: S
         bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
         if folder is not None and (update + 1) % cfg.checkpoint_steps == 0 and update + 1 < updates:
             _save_checkpoint(accelerator, folder, update + 1, kl_ctl.value)
-            if on_checkpoint is not None:
-                on_checkpoint(update + 1)
+            if run.on_checkpoint is not None:
+                run.on_checkpoint(update + 1)
 
     if writer is not None:
         writer.close()
@@ -427,11 +402,11 @@ def _save_checkpoint(accelerator, folder: Path, step: int, kl_coef: float) -> No
     accelerator.wait_for_everyone()
 
 
-def _settings(cfg: PPOConfig) -> dict:
-    # Either backend samples from the same policy, so a run may resume on the other one (and
-    # checkpoints from before the setting existed keep their fingerprint).
-    return {k: v for k, v in asdict(cfg).items()
-            if k not in ("log_dir", "checkpoint_dir", "rollout_backend", "vllm")}
+def _settings(cfg: PPOConfig, run: TrainRun, generation: GenerationConfig) -> dict:
+    # Either backend samples from the same policy, so a run may resume on the other one; the
+    # reward's source does not show in the settings (score_fn is given).
+    sampling = {k: getattr(generation, k) for k in ("max_new_tokens", "temperature", "top_p")}
+    return {**checkpoints.settings_of(cfg, run.seed, ("rollout_backend", "reward_url")), "sampling": sampling}
 
 
 def _summary(history: list[dict[str, float]], timings: dict[str, float], updates: int, start: int,

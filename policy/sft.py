@@ -6,22 +6,12 @@ Used for the demo's SFT model and, on selected samples, by best-of-n.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlhf.distributed import per_device_batch
-from rlhf.trainer_args import cpu_safe_args
-
-
-@dataclass
-class SFTRunConfig:
-    epochs: float = 3.0
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    max_length: int = 160
-    seed: int = 0
-    log_dir: str | None = None
+from policy.config import SFTConfig
+from rlhf.core.distributed import per_device_batch
+from rlhf.core.trainer_args import TrainRun, cpu_safe_args
 
 
 def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list, list]:
@@ -31,17 +21,17 @@ def split_rows(rows: list[dict[str, Any]], fraction: float, seed: int) -> tuple[
     return rows[cut:], rows[:cut]
 
 
-def train_sft(model, tokenizer, train_rows: list[dict[str, Any]], out_dir: Path, cfg: SFTRunConfig,
-              eval_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def train_sft(model, tokenizer, train_rows: list[dict[str, Any]], out_dir: Path, cfg: SFTConfig | None = None,
+              run: TrainRun | None = None, eval_rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Fine-tune `model` on `train_rows` ({"messages": [...]}); save to `out_dir`.
 
     With `eval_rows`, the validation loss after each epoch is part of the result (where
     overfitting shows)."""
+    import trl
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
-    eval_rows = eval_rows or []
-    args = SFTConfig(
+    cfg, run, eval_rows = cfg or SFTConfig(), run or TrainRun(), eval_rows or []
+    args = trl.SFTConfig(
         num_train_epochs=cfg.epochs,
         learning_rate=cfg.learning_rate,
         per_device_train_batch_size=per_device_batch(cfg.batch_size, "SFT batch size (policy.best_of_n.batch_size)"),
@@ -51,9 +41,9 @@ def train_sft(model, tokenizer, train_rows: list[dict[str, Any]], out_dir: Path,
         eval_strategy="epoch" if eval_rows else "no",
         lr_scheduler_type="cosine",
         warmup_steps=10,
-        **cpu_safe_args(cfg.seed, cfg.log_dir),
+        **cpu_safe_args(run.seed, run.log_dir),
     )
-    trainer = SFTTrainer(
+    trainer = trl.SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_rows),

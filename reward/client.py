@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from rlhf.errors import UserError
-from rlhf.types import Message
+from rlhf.core.errors import UserError
+from rlhf.core.types import Message
 
 TOKEN_ENV = "RLHF_REWARD_TOKEN"
 RETRY_STATUS = frozenset({429, 502, 503, 504})

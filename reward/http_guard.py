@@ -17,7 +17,7 @@ import time
 import uuid
 
 from reward.api_metrics import Metrics
-from rlhf.asgi import BodyTooLarge, media_type, read_body, replay, send_json
+from rlhf.core.asgi import BodyTooLarge, media_type, read_body, replay, send_json
 
 PUBLIC = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 JSON_BODY = frozenset({"/v1/score", "/get_reward"})  # other routes answer a POST with 404 or 405

@@ -23,7 +23,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from rlhf.types import Judgment, Message, PreferencePair
+from rlhf.core.types import Judgment, Message, PreferencePair
 
 STRENGTH_MARGIN = {
     "significantly_better": 1.0,

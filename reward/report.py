@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from reward.pairs import agreement_bucket
-from rlhf.types import PreferencePair
+from rlhf.core.types import PreferencePair
 
 
 def _sigmoid(x: float) -> float:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 
 from reward.scored_hidden import scored_hidden
-from rlhf.models import trained_length
-from rlhf.types import Message
+from rlhf.core.models import trained_length
+from rlhf.core.types import Message
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -154,7 +154,7 @@ def _last_real(seq: list[int], pad_id: int) -> int:
 
 def score_ids(model, pad_id: int, encoded: list[list[int]], batch_size: int = 64) -> list[float]:
     """Scores of already-encoded sequences, in batches of similar length; a sequence longer than
-    the model was trained on keeps its last tokens (rlhf.models.TRAINED_LENGTH)."""
+    the model was trained on keeps its last tokens (rlhf.core.models.TRAINED_LENGTH)."""
     model.eval()
     if window := trained_length(model.config):
         encoded = [e[-window:] for e in encoded]

@@ -53,7 +53,7 @@ from reward.dispatch import ClientGone, Dispatcher, InProcess, QueueFull, Shutti
 from reward.http_guard import HttpGuard, request_id_of
 from reward.score import encode, encode_conversation, encode_text, forward_pass
 from reward.worker import WorkerError
-from rlhf.errors import validation_details
+from rlhf.core.errors import validation_details
 
 
 @dataclass
@@ -283,7 +283,7 @@ def load_model(name: str, path: str, trust_remote_code: bool = False, dtype: str
     With `weights=False` only the tokenizer and config are loaded: the weights live in a
     worker process (reward/worker.py).
     """
-    from rlhf.models import load_reward_model, load_tokenizer, trained_length
+    from rlhf.core.models import load_reward_model, load_tokenizer, trained_length
 
     tok = load_tokenizer(path, None, trust_remote_code)
     tok.padding_side = "right"

@@ -28,7 +28,7 @@ from functools import partial
 
 from reward.batching import BatchSettings, Item, Pass, serve_batches
 from reward.dispatch import Dispatcher, DroppingQueue
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 
 log = logging.getLogger("rlhf.reward.worker")
 
@@ -53,7 +53,7 @@ def _main(conn, specs: list[ModelSpec], threads: int, settings: BatchSettings) -
         import torch
 
         from reward.score import forward_pass
-        from rlhf.models import load_reward_model, load_tokenizer
+        from rlhf.core.models import load_reward_model, load_tokenizer
 
         if threads:
             torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 """`python -m rlhf.stage NAME --iter N`: one stage of a round in its own process."""
 
-from rlhf.cli import main
+from rlhf.cli.main import main
 
 if __name__ == "__main__":
     import sys

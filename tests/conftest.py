@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from rlhf import schema
-from rlhf.store import Store, register_model
+from rlhf.core import schema
+from rlhf.core.store import Store, register_model
 
 
 # =====================================================================================

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from rlhf.config import ArgillaConfig
-from rlhf.errors import UserError
+from annotation.config import ArgillaConfig
+from rlhf.core.errors import UserError
 
 
 def sdk() -> Any:

@@ -20,8 +20,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from rlhf import types
-from rlhf.errors import UserError
+from rlhf.core import types
+from rlhf.core.errors import UserError
 
 LETTERS = "ABCDEFGHIJKLMNOP"
 RANKING, UNSAFE, RATIONALE = "ranking", "unsafe", "rationale"

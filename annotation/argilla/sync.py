@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 from annotation import queue
 from annotation.argilla import connect as conn
 from annotation.argilla import dataset as ds
-from rlhf import schema, types
-from rlhf.config import ArgillaConfig
-from rlhf.errors import UserError
-from rlhf.store import Store
+from annotation.config import ArgillaConfig
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
+from rlhf.core.store import Store
 
 PAGE = 100  # records per request when reading a dataset back
 READ_PASSES = 3  # see _records

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from policy.backends.base import Backend, BackendError, SamplingParams, log, require_chat_template
-from rlhf.config import GenerationConfig, ModelConfig
-from rlhf.errors import UserError
+from policy.config import GenerationConfig
+from rlhf.core.errors import UserError
+from rlhf.core.models import ModelConfig
 
 BACKENDS = ("auto", "transformers", "vllm", "openai")
 
@@ -56,7 +57,7 @@ def open_backend(model, tokenizer=None, cfg: GenerationConfig | None = None, mod
 
 
 def _preflight(path: str, root: Path | None, model_cfg: ModelConfig) -> str:
-    from rlhf.models import load_tokenizer, locate
+    from rlhf.core.models import load_tokenizer, locate
 
     where = locate(path, root)
     require_chat_template(load_tokenizer(where, None, model_cfg.trust_remote_code), path)

@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from rlhf.errors import UserError
-from rlhf.types import Completion, PromptRow
+from rlhf.core.errors import UserError
+from rlhf.core.types import Completion, PromptRow
 
 
 @dataclass(frozen=True)

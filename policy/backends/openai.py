@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from policy.backends.base import BackendError, Progress, SamplingParams
-from rlhf.config import OpenAIConfig
-from rlhf.errors import UserError
-from rlhf.types import Completion, PromptRow
+from rlhf.core.errors import UserError
+from rlhf.core.settings import OpenAIEndpoint
+from rlhf.core.types import Completion, PromptRow
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -28,7 +28,7 @@ RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 class OpenAIBackend:
     name = "openai"
 
-    def __init__(self, model: str, cfg: OpenAIConfig):
+    def __init__(self, model: str, cfg: OpenAIEndpoint):
         self.cfg = cfg
         self.base = cfg.base_url.rstrip("/")
         headers = {"Content-Type": "application/json"}

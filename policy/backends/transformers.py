@@ -19,7 +19,7 @@ from policy.backends.base import (
     prompt_ids,
     require_chat_template,
 )
-from rlhf.types import Completion, PromptRow
+from rlhf.core.types import Completion, PromptRow
 
 
 class TransformersBackend:
@@ -35,7 +35,7 @@ class TransformersBackend:
     @classmethod
     def load(cls, path: str, root: Path | None = None, dtype: str = "float32", trust_remote_code: bool = False,
              batch_size: int = 64) -> TransformersBackend:
-        from rlhf.models import load_causal_lm, load_tokenizer
+        from rlhf.core.models import load_causal_lm, load_tokenizer
 
         tok = load_tokenizer(path, root, trust_remote_code)
         # The template check comes before the (slower) weights load.

@@ -31,9 +31,9 @@ from policy.backends.base import (
     prompt_ids,
     require_chat_template,
 )
-from rlhf.config import VLLMConfig
-from rlhf.errors import UserError
-from rlhf.types import Completion, PromptRow
+from policy.config import VLLMConfig
+from rlhf.core.errors import UserError
+from rlhf.core.types import Completion, PromptRow
 
 if TYPE_CHECKING:
     import torch

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from annotation import auth, queue
 from annotation.app import create_app
 from annotation.context import AppContext
-from rlhf import schema
-from rlhf.cli import main
-from rlhf.store import Store
+from rlhf.cli.main import main
+from rlhf.core import schema
+from rlhf.core.store import Store
 
 GUIDELINES = "# Guidelines\n\nPrefer the **correct** answer. Ties are fine."
 
@@ -117,7 +117,7 @@ def start_cli_server(ws: Path, db_url: str, port: int, *extra: str, timeout_s: f
     env = {**os.environ, "RLHF_DATABASE_URL": db_url, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a pipe nobody reads would fill and stall it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rlhf.cli", "annotate", "serve", "-w", str(ws), "--port", str(port), *extra],
+        [sys.executable, "-m", "rlhf.cli.main", "annotate", "serve", "-w", str(ws), "--port", str(port), *extra],
         env=env, stdout=subprocess.DEVNULL, stderr=log, text=True,
     )
     deadline = time.monotonic() + timeout_s

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from starlette.websockets import WebSocketDisconnect
 
 from annotation import auth
-from rlhf import schema
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.store import Store
 
 from .helpers import add_people, add_tasks, context, labels_of
 
@@ -93,7 +93,7 @@ def test_roles_logout_and_deactivation(store: Store) -> None:
 
 
 def test_gold_quality_and_export(store: Store) -> None:
-    from rlhf.cli_annotate import export_rows
+    from rlhf.cli.annotate import export_rows
 
     t1, _t2 = add_tasks(store, 1, prompts=2, candidates=2, overlap=2)
     creds = add_people(store, {"x": "annotator", "y": "annotator", "root": "admin"})

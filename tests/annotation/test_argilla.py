@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import select
 
 from annotation import queue
-from rlhf import config as config_mod
-from rlhf import schema
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.store import Store
+from rlhf.pipeline import config as config_mod
 from tests.conftest import add_round
 from tests.stand_in import http_stand_in
 
@@ -274,9 +274,9 @@ class Block(importlib.abc.MetaPathFinder):
         if name == "argilla" or name.startswith("argilla."):
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
-import rlhf.cli, rlhf.stages.annotate, rlhf.stages.argilla, annotation.argilla.sync, annotation.app
+import rlhf.cli.main, rlhf.pipeline.stages.annotate, rlhf.pipeline.argilla, annotation.argilla.sync, annotation.app
 assert "argilla" not in sys.modules
-rlhf.cli.main(["argilla", "push", "--iter", "1", "-w", {str(ws)!r}])
+rlhf.cli.main.main(["argilla", "push", "--iter", "1", "-w", {str(ws)!r}])
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                        env={**__import__("os").environ, KEY_ENV: "k"})

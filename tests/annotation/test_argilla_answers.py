@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from annotation.argilla.dataset import judgment, task_of
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 
 # The engine's folder is code for argilla-server's venv, not a package of this project: load the file.
 _spec = importlib.util.spec_from_file_location("es_queries", Path(__file__).parent / "argilla_engine" / "es_queries.py")
@@ -78,7 +78,7 @@ def test_an_answer_another_pull_stored_meanwhile_counts_as_present_not_added(sto
     first judgment; the second pull must report it as already there, not as added."""
     from annotation import queue
     from annotation.argilla import sync
-    from rlhf import schema
+    from rlhf.core import schema
     from tests.annotation.helpers import add_tasks
 
     (task_id,) = add_tasks(store, 1, prompts=1, candidates=2, overlap=1)
@@ -127,7 +127,7 @@ class _ShiftingPages:
 
 def test_records_whose_pages_shift_between_requests_are_each_read_once() -> None:
     from annotation.argilla import sync
-    from rlhf.config import ArgillaConfig
+    from annotation.config import ArgillaConfig
 
     server = _ShiftingPages(250)
     server.id, server.name = "d1", "proj-iter-001"

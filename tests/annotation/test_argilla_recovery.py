@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from annotation import queue
-from rlhf import config as config_mod
-from rlhf import schema
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.store import Store
+from rlhf.pipeline import config as config_mod
+from rlhf.pipeline.config import load as load_config
 from tests.conftest import add_round
 
 from . import test_argilla
@@ -212,9 +213,9 @@ def test_a_round_with_all_its_judgments_does_not_wait_for_argilla_again(ws, caps
     """The annotate stage pulled every judgment and was killed before it finished; the round's
     dataset was deleted in Argilla since. Running the round again must go on, not push the
     whole round again and wait for annotators to judge every task a second time."""
-    from rlhf.round import StageContext
-    from rlhf.stages.argilla import sync_round
-    from rlhf.workspace import open_workspace
+    from rlhf.core.workspace import open_workspace
+    from rlhf.pipeline.argilla import sync_round
+    from rlhf.pipeline.context import StageContext
 
     add_tasks(ws, prompts=2, candidates=2, overlap=1)
     push(capsys, ws)
@@ -229,7 +230,7 @@ def test_a_round_with_all_its_judgments_does_not_wait_for_argilla_again(ws, caps
     try:
         with store.session(readonly=True) as s:
             rnd = s.scalar(select(schema.Round))
-        summary = sync_round(StageContext(w, w.load_config(), store, 1, rnd.id, rnd.incumbent_model_id, "human"))
+        summary = sync_round(StageContext(w, load_config(w.config_path), store, 1, rnd.id, rnd.incumbent_model_id, "human"))
     finally:
         store.dispose()
     assert summary["argilla_judgments_added"] == 0 and len(judgments(ws)) == 2

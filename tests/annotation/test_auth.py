@@ -10,9 +10,9 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
 from annotation import auth, queue
-from rlhf import schema
-from rlhf.errors import UserError
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.errors import UserError
+from rlhf.core.store import Store
 
 
 @pytest.fixture

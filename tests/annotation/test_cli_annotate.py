@@ -8,8 +8,9 @@ import socket
 import pytest
 
 from annotation import auth, queue
-from rlhf import config as config_mod
-from rlhf.store import Store
+from annotation.config import AnnotationConfig
+from rlhf.core.store import Store
+from rlhf.pipeline import config as config_mod
 
 from .helpers import add_tasks, run
 
@@ -129,7 +130,7 @@ def test_numbers_past_postgresqls_integer_are_usage_errors(ws, capsys, monkeypat
 
 
 def test_gold_overlap_is_capped_like_the_configs(ws, capsys) -> None:
-    (cap,) = [m.le for m in config_mod.AnnotationConfig.model_fields["overlap"].metadata if hasattr(m, "le")]
+    (cap,) = [m.le for m in AnnotationConfig.model_fields["overlap"].metadata if hasattr(m, "le")]
     store = Store.open(f"sqlite:///{ws / 'rlhf.db'}")
     try:
         (task,) = add_tasks(store, 1, prompts=1, candidates=2, overlap=1)

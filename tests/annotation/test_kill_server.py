@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation import queue
-from rlhf import config as config_mod
-from rlhf import schema
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.store import Store
+from rlhf.pipeline import config as config_mod
 
 from .helpers import add_people, add_tasks, free_port, start_cli_server
 

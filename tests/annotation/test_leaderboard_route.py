@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from annotation.app import create_app
 from evals.leaderboard import write_leaderboard
-from rlhf.store import Store
+from rlhf.core.store import Store
 
 from .helpers import add_people, context
 

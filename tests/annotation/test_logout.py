@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from rlhf.store import Store
+from rlhf.core.store import Store
 
 from .helpers import add_people, context
 

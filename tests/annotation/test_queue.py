@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation import queue
-from rlhf import schema, types
-from rlhf.errors import UserError
-from rlhf.store import Store
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
+from rlhf.core.store import Store
 
 
 def _ranking(task: schema.Task) -> list[list[int]]:

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 
 from annotation import queue, simulated
-from rlhf import schema, types
-from rlhf.errors import UserError
-from rlhf.store import Store
+from rlhf.core import schema, types
+from rlhf.core.errors import UserError
+from rlhf.core.store import Store
 
 
 def score_from_text(prompt: types.PromptRow, text: str) -> tuple[float, bool]:

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from rlhf import schema
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.store import Store
 from tests.annotation.helpers import add_people, add_tasks, context, labels_of, serve
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import pytest
 from playwright.sync_api import expect
 
-from rlhf.store import Store
+from rlhf.core.store import Store
 from tests.annotation.helpers import add_people, add_tasks, context, serve
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

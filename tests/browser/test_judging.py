@@ -7,8 +7,8 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from annotation import oversight
-from rlhf import schema
-from rlhf.store import Store
+from rlhf.core import schema
+from rlhf.core.store import Store
 from tests.annotation.helpers import add_people, add_tasks, context, labels_of, serve
 
 from .support import login, one_task, screenshot_path

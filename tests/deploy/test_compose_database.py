@@ -9,8 +9,8 @@ checked): the migrations run as that role and the store reads back what it wrote
 import pytest
 from sqlalchemy import func, select, text
 
-from rlhf import schema
-from rlhf.store import ENV_URL, Store, database_url, register_model
+from rlhf.core import schema
+from rlhf.core.store import ENV_URL, Store, database_url, register_model
 
 from .test_deploy_files import SERVICES, substitute
 

@@ -36,7 +36,7 @@ def cli_parses(args: list[str]) -> None:
     """Resolve `rlhf ARGS` with the real CLI's parser down to the leaf command (unknown flags raise)."""
     from typer.main import get_command
 
-    from rlhf.cli import app
+    from rlhf.cli.main import app
 
     cmd, ctx, rest = get_command(app), None, list(args)
     while hasattr(cmd, "resolve_command"):
@@ -66,9 +66,9 @@ def test_compose_has_the_team_services_with_health_checks_and_volumes():
 
 def test_compose_services_use_the_variables_the_code_reads():
     from annotation.auth import SECRET_ENV
-    from rlhf.cli_reward import TOKEN_ENV
-    from rlhf.config import ArgillaConfig
-    from rlhf.store import ENV_URL, _normalize
+    from annotation.config import ArgillaConfig
+    from rlhf.cli.reward import TOKEN_ENV
+    from rlhf.core.store import ENV_URL, _normalize
 
     for name in RLHF_SERVICES:
         env = SERVICES[name]["environment"]
@@ -178,8 +178,8 @@ def test_accelerate_configs_load_and_launch_a_stage(name):
     from accelerate.commands.config.config_args import load_config_from_file
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 
-    from rlhf.config import validate
-    from rlhf.launcher import stage_command
+    from rlhf.pipeline.config import validate
+    from rlhf.pipeline.launcher import stage_command
 
     path = DEPLOY / "accelerate" / f"{name}.yaml"
     cfg = load_config_from_file(str(path))
@@ -259,7 +259,7 @@ def test_scaling_doc_names_files_that_exist():
     doc = (REPO / "docs/scaling.md").read_text()
     for ref in set(re.findall(r"deploy/[\w./-]+\.(?:yaml|sh|sbatch|md)|deploy/Dockerfile\.\w+", doc)):
         assert (REPO / ref).exists(), ref
-    from rlhf.config import reference_rows
+    from rlhf.pipeline.config import reference_rows
 
     keys = {k for k, _, _ in reference_rows()}
     for key in set(re.findall(r"`((?:generation|round|reward|policy)(?:\.\w+)+)", doc)):

@@ -26,7 +26,7 @@ TINY = [
 
 def rlhf(*args, env=None, timeout=600):
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, env=full_env,
+    return subprocess.run([sys.executable, "-m", "rlhf.cli.main", *args], capture_output=True, text=True, env=full_env,
                           timeout=timeout)
 
 

@@ -17,12 +17,12 @@ from sqlalchemy import select
 
 from annotation import queue
 from annotation.argilla.dataset import LETTERS
-from rlhf import schema
-from rlhf.cli_annotate import export_rows
-from rlhf.records import prompt_row
-from rlhf.stages.annotate import true_quality
-from rlhf.store import Store
-from rlhf.types import Judgment
+from rlhf.cli.annotate import export_rows
+from rlhf.core import schema
+from rlhf.core.records import prompt_row
+from rlhf.core.store import Store
+from rlhf.core.types import Judgment
+from rlhf.pipeline.stages.annotate import true_quality
 from tests.annotation.argilla_server import ranking
 
 from .conftest import rlhf, with_tiny

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from rlhf.pipeline.config import load as load_config
+
 from .conftest import TINY, rlhf, with_tiny
 
 pytestmark = pytest.mark.slow
@@ -50,11 +52,11 @@ TOLERANCE = 0.02
 def run_in_process(ws: Path, stages: list[str], overrides: list[str]) -> None:
     import torch
 
-    from rlhf.round import run_round
-    from rlhf.workspace import open_workspace
+    from rlhf.core.workspace import open_workspace
+    from rlhf.pipeline.round import run_round
 
     w = open_workspace(ws)
-    cfg = w.load_config(overrides)
+    cfg = load_config(w.config_path, overrides)
     threads = torch.get_num_threads()
     try:
         for name in stages:

@@ -15,12 +15,14 @@ import random
 
 import pytest
 
-from policy.sft import SFTRunConfig, train_sft
-from rlhf import demo
-from rlhf import store as st
-from rlhf.models import load_causal_lm, load_tokenizer, set_threads
-from rlhf.round import open_round, run_round
-from rlhf.workspace import atomic_dir, open_workspace
+from policy.config import SFTConfig
+from policy.sft import train_sft
+from rlhf.core import store as st
+from rlhf.core.models import load_causal_lm, load_tokenizer, set_threads
+from rlhf.core.workspace import atomic_dir, open_workspace
+from rlhf.pipeline import demo
+from rlhf.pipeline.config import load as load_config
+from rlhf.pipeline.round import open_round, run_round
 
 from .conftest import rlhf, with_tiny
 
@@ -53,7 +55,7 @@ def finetune(ws, source: str, target: str, rows: list[dict], epochs: float) -> N
     tok = load_tokenizer(source, ws)
     model = load_causal_lm(source, ws)
     with atomic_dir(ws / target) as tmp:
-        train_sft(model, tok, rows, tmp, SFTRunConfig(epochs=epochs, learning_rate=2e-3, batch_size=16, seed=0))
+        train_sft(model, tok, rows, tmp, SFTConfig(epochs=epochs, learning_rate=2e-3, batch_size=16))
 
 
 def test_a_candidate_that_complies_with_harmful_requests_is_rejected(workspace):
@@ -64,7 +66,7 @@ def test_a_candidate_that_complies_with_harmful_requests_is_rejected(workspace):
     ws = open_workspace(workspace)
     # Greedy evals: a model this small garbles a refusal it would give when sampled at temperature 1.
     overrides = [f"gates={json.dumps(GATES)}", "evals.temperature=0"]
-    cfg = ws.load_config(overrides)
+    cfg = load_config(ws.config_path, overrides)
     # The round's first stages run for real (candidates, simulated judgments, reward models) ...
     for stage in ("generate", "annotate", "reward"):
         run_round(ws, cfg, 1, "simulated", [], overrides, only=stage)

@@ -16,9 +16,10 @@ from playwright.sync_api import expect
 
 from annotation.auth import add_annotator
 from evals.plots import fmt
-from rlhf import store as st
-from rlhf.cli_annotate import build_context
-from rlhf.workspace import open_workspace
+from rlhf.cli.annotate import build_context
+from rlhf.core import store as st
+from rlhf.core.workspace import open_workspace
+from rlhf.pipeline.config import load as load_config
 from tests.annotation.helpers import serve
 from tests.browser.support import login, screenshot_path
 
@@ -70,7 +71,7 @@ def test_leaderboard_after_two_rounds(workspace, browsing, tmp_path):
     try:
         with store.session() as s:
             _, credential = add_annotator(s, "ann", "annotator")
-        with serve(build_context(ws, ws.load_config(), store)) as base:
+        with serve(build_context(ws, load_config(ws.config_path), store)) as base:
             # Logged out: the page sends you to the login form (and a script gets 401).
             r = httpx.get(base + "/leaderboard", headers={"accept": "text/html"})
             assert r.status_code == 303 and r.headers["location"] == "/login?next=/leaderboard"

@@ -11,7 +11,7 @@ import sqlite3
 import pyarrow.parquet as pq
 import pytest
 
-from rlhf.store import file_digest
+from rlhf.core.store import file_digest
 
 from .conftest import rlhf, with_tiny
 from .test_round import snapshot

@@ -44,7 +44,7 @@ def test_reward_stage_killed_mid_training_resumes_from_the_last_checkpoint(works
     assert killed[0] in rlhf("status", "-w", ws).stdout
 
     # The API serves a registered reward model by its name.
-    from rlhf.cli_reward import resolve_models
+    from rlhf.cli.reward import resolve_models
 
     [(name, path)] = resolve_models([killed[0]], workspace)
     assert name == killed[0] and path.endswith(f"models/{killed[0]}")

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from rlhf.store import file_digest
+from rlhf.core.store import file_digest
+from rlhf.pipeline.config import load as load_config
 
 from .conftest import rlhf, with_tiny
 
@@ -79,12 +80,12 @@ def assert_api_reward_equals_local(ws):
 
     from sqlalchemy import select
 
-    from rlhf import schema
-    from rlhf import store as st
-    from rlhf.round import StageContext
-    from rlhf.stages.common import round_prompts
-    from rlhf.stages.scoring import reward_fn
-    from rlhf.workspace import open_workspace
+    from rlhf.core import schema
+    from rlhf.core import store as st
+    from rlhf.core.workspace import open_workspace
+    from rlhf.pipeline.common import round_prompts
+    from rlhf.pipeline.context import StageContext
+    from rlhf.pipeline.scoring import reward_fn
     from tests.annotation.helpers import free_port
     from tests.processes import healthy, stop, wait_ready
 
@@ -92,7 +93,7 @@ def assert_api_reward_equals_local(ws):
     store = st.Store.open(st.database_url(w.db_path))
     with store.session(readonly=True) as s:
         rnd = st.get_round(s, 1)
-        ctx = StageContext(w, w.load_config(), store, 1, rnd.id, rnd.incumbent_model_id, "simulated")
+        ctx = StageContext(w, load_config(w.config_path), store, 1, rnd.id, rnd.incumbent_model_id, "simulated")
         served = sorted(s.scalars(select(schema.Model.name).where(schema.Model.kind == "reward")))
     assert "rm-helpful-iter-001" in served
     rows = round_prompts(ctx)[:6]
@@ -101,7 +102,7 @@ def assert_api_reward_equals_local(ws):
 
     port, token = free_port(), "e2e-reward-token-0123456789"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RLHF_REWARD_TOKEN": token}
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli", "reward", "serve", "-w", str(ws), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli.main", "reward", "serve", "-w", str(ws), "--port", str(port),
                              "--threads", "1", *[a for n in served for a in ("--model", n)]],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -20,14 +20,14 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, env=ENV,
+    return subprocess.run([sys.executable, "-m", "rlhf.cli.main", *args], capture_output=True, text=True, env=ENV,
                           timeout=600)
 
 
 def test_second_round_process_is_refused_and_a_killed_round_reruns_at_once(workspace, tmp_path):
     log = tmp_path / "first.log"
     with open(log, "w") as err:
-        first = subprocess.Popen([sys.executable, "-m", "rlhf.cli", *with_tiny("round", "--iter", "1", "-w",
+        first = subprocess.Popen([sys.executable, "-m", "rlhf.cli.main", *with_tiny("round", "--iter", "1", "-w",
                                                                                 str(workspace))],
                                  stdout=subprocess.DEVNULL, stderr=err, env=ENV)
     try:

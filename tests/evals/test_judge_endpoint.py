@@ -16,9 +16,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rlhf.config import validate
-from rlhf.stages.evaluate import _judge
-from rlhf.types import Completion, PromptRow
+from rlhf.core.types import Completion, PromptRow
+from rlhf.pipeline.config import validate
+from rlhf.pipeline.stages.evaluate import _judge
 from tests.stand_in import http_stand_in
 
 

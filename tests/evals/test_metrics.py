@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from evals.judge import both_orders, judge_messages, parse_verdict
+from evals.metric_names import METRICS
 from evals.metrics import exact_metrics, kl_estimate, outcome, response_logprobs, win_rate
-from rlhf.metric_names import METRICS
-from rlhf.types import Completion, PromptRow
+from rlhf.core.types import Completion, PromptRow
 
 
 def row(i: int, category: str | None, reference: dict | None) -> PromptRow:

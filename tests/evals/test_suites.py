@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from evals import checks
 from evals.suites import HELDOUT, SHIPPED, load_suite_file, load_suites
-from rlhf import checks
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 
 
 def write(path: Path, lines: list) -> Path:
@@ -39,7 +39,7 @@ def test_shipped_suites_load_and_their_checks_agree_with_their_category() -> Non
 
 
 def test_the_demos_prompt_files_are_valid_suites(tmp_path: Path) -> None:
-    from rlhf import demo
+    from rlhf.pipeline import demo
 
     data = demo.build(0, train_prompts=20, eval_prompts=30, sft_rows=10, corpus_docs=10)
     path = write(tmp_path / "prompts_eval.jsonl", data["prompts_eval"])
@@ -107,7 +107,7 @@ def test_unknown_or_empty_suites(tmp_path: Path) -> None:
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "rlhf.cli.main", *args], capture_output=True, text=True, env=env,
                           timeout=300)
 
 

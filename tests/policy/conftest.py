@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from policy.generate import SamplingParams
-from rlhf.types import PromptRow
+from rlhf.core.types import PromptRow
 from tests.conftest import built_once
 
 PARAMS = SamplingParams(n=3, max_new_tokens=12, temperature=1.0, top_p=0.95, seed=7)
@@ -39,7 +39,7 @@ def build_chat_model(out: Path, hidden: int = 64, layers: int = 2, heads: int = 
 
 def _train_chat_model(out: Path, hidden: int, layers: int, heads: int, steps: int) -> Path:
     from policy.pretrain import PretrainConfig, _blocks, _loss, new_llama, train_tokenizer
-    from rlhf import demo
+    from rlhf.pipeline import demo
 
     data = demo.build(0, 120, 24)
     tok = train_tokenizer(data["corpus"], 500, out)
@@ -78,7 +78,7 @@ def no_template_model(chat_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_rows() -> list[PromptRow]:
-    from rlhf import demo
+    from rlhf.pipeline import demo
 
     data = demo.build(0, 120, 24)
     return [PromptRow(id=100 + i, messages=r["messages"]) for i, r in enumerate(data["prompts_train"][:12])]

@@ -1,5 +1,5 @@
 from policy.best_of_n import select_best, select_pairs
-from rlhf.types import Completion, PromptRow
+from rlhf.core.types import Completion, PromptRow
 
 
 def comp(pid, i, text):

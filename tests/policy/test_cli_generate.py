@@ -13,7 +13,7 @@ import pytest
 def rlhf(*args, timeout=600, cwd=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("RLHF_WORKSPACE", None)
-    return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "rlhf.cli.main", *args], capture_output=True, text=True, env=env,
                           timeout=timeout, cwd=cwd)
 
 

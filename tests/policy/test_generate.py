@@ -15,9 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from policy.backends import open_backend
+from policy.config import GenerationConfig, VLLMConfig
 from policy.generate import SamplingParams, generate, run
-from rlhf.config import GenerationConfig, VLLMConfig
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 
 from .conftest import PARAMS, build_chat_model, check_completions
 
@@ -223,7 +223,7 @@ def test_unknown_backend_name_is_a_user_error(chat_model, demo_rows):
 
 def test_a_loaded_model_still_works_as_before(chat_model, demo_rows):
     """Stages that already hold a model pass it in; that path is the transformers backend."""
-    from rlhf.models import load_causal_lm, load_tokenizer
+    from rlhf.core.models import load_causal_lm, load_tokenizer
 
     tok = load_tokenizer(str(chat_model))
     model = load_causal_lm(str(chat_model))

@@ -16,9 +16,9 @@ import pytest
 
 from policy.backends import open_backend
 from policy.backends.base import BackendError, prompt_ids
+from policy.config import GenerationConfig, OpenAIConfig
 from policy.generate import SamplingParams, generate, run
-from rlhf.config import GenerationConfig, OpenAIConfig
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 from tests.processes import healthy, stop, wait_ready
 
 from .conftest import PARAMS, check_completions
@@ -163,7 +163,7 @@ def test_samples_from_vllm_serve_like_the_local_backends(server_url, chat_model,
     out = generate(SERVED, None, demo_rows, PARAMS, config=openai_cfg(server_url, concurrency=4))
     check_completions(out, demo_rows, PARAMS, "openai")
     # The server renders the same chat template: token counts match the local tokenizer's.
-    from rlhf.models import load_tokenizer
+    from rlhf.core.models import load_tokenizer
 
     lengths = dict(zip([r.id for r in demo_rows], map(len, prompt_ids(load_tokenizer(str(chat_model)), demo_rows)),
                        strict=True))

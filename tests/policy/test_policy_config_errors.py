@@ -29,6 +29,6 @@ def test_bad_beta_in_rlhf_yaml_names_the_file_and_key(workspace):  # noqa: F811 
 
 
 def test_ppo_is_accepted(workspace):  # noqa: F811 (the imported fixture)
-    from rlhf.config import validate
+    from rlhf.pipeline.config import validate
 
     assert validate({"policy": {"methods": ["dpo", "ppo", "best_of_n"]}}).policy.methods == ["dpo", "ppo", "best_of_n"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from policy.ppo import encode_rollout, response_entropy, response_logprobs
-from rlhf.types import Completion, PromptRow
+from rlhf.core.types import Completion, PromptRow
 
 EOS, PAD = 1, 0
 

@@ -7,9 +7,11 @@ of its replies), else 0. Measured before and after on the same prompts with the 
 import pytest
 import torch
 
+from policy.config import GenerationConfig, PPOConfig
 from policy.generate import generate
-from policy.ppo import PPOConfig, train_ppo
-from rlhf.models import load_causal_lm, load_reward_model, load_tokenizer
+from policy.ppo import train_ppo
+from rlhf.core.models import load_causal_lm, load_reward_model, load_tokenizer
+from rlhf.core.trainer_args import TrainRun
 
 from .conftest import PARAMS
 
@@ -30,8 +32,8 @@ def rate(model, tok, rows):
 
 
 def test_ppo_raises_the_reward_within_budget_and_kl_bound(chat_model, tmp_path):
-    from rlhf import demo
-    from rlhf.types import PromptRow
+    from rlhf.core.types import PromptRow
+    from rlhf.pipeline import demo
 
     torch.set_num_threads(1)
     data = demo.build(0, 120, 24)
@@ -40,12 +42,11 @@ def test_ppo_raises_the_reward_within_budget_and_kl_bound(chat_model, tmp_path):
     start = rate(load_causal_lm(str(chat_model)), tok, rows)
     assert start <= START_AT_MOST, start
 
-    cfg = PPOConfig(total_episodes=32 * UPDATES, batch_size=32, mini_batch_size=16, ppo_epochs=2,
-                    learning_rate=1e-3, max_new_tokens=10, kl_coef=0.05, target_kl=3.0, missing_eos_penalty=None,
-                    seed=0, log_dir=str(tmp_path / "tb"))
+    cfg = PPOConfig(episodes=32 * UPDATES, batch_size=32, mini_batch_size=16, ppo_epochs=2,
+                    learning_rate=1e-3, kl_coef=0.05, target_kl=3.0, missing_eos_penalty=None)
     out = tmp_path / "policy"
     summary = train_ppo(load_causal_lm(str(chat_model)), tok, load_reward_model(str(chat_model)), rows, reward,
-                        out, cfg)
+                        out, cfg, TrainRun(seed=0, log_dir=str(tmp_path / "tb")), GenerationConfig(max_new_tokens=10))
 
     end = rate(load_causal_lm(str(out)), tok, rows)
     assert end >= REACH, (start, end, summary)
@@ -63,18 +64,17 @@ def test_ppo_raises_the_reward_within_budget_and_kl_bound(chat_model, tmp_path):
 
 
 def test_ppo_with_lora_uses_the_adapter_free_policy_as_reference_and_saves_merged_weights(chat_model, tmp_path):
-    from rlhf import demo
-    from rlhf.types import PromptRow
+    from rlhf.core.types import PromptRow
+    from rlhf.pipeline import demo
 
     torch.set_num_threads(1)
     data = demo.build(0, 120, 24)
     rows = [PromptRow(id=i, messages=r["messages"]) for i, r in enumerate(data["prompts_train"][:8])]
     tok = load_tokenizer(str(chat_model))
-    cfg = PPOConfig(total_episodes=16, batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-3,
-                    max_new_tokens=6, lora_r=4, seed=0)
+    cfg = PPOConfig(episodes=16, batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-3, lora_r=4)
     out = tmp_path / "policy"
     summary = train_ppo(load_causal_lm(str(chat_model)), tok, load_reward_model(str(chat_model)), rows, reward,
-                        out, cfg)
+                        out, cfg, generation=GenerationConfig(max_new_tokens=6))
     assert summary["updates"] == 2
     # LoRA's B starts at zero: before the first step the policy is its own reference exactly.
     assert summary["kl_first"] == pytest.approx(0.0, abs=1e-5)

@@ -10,10 +10,11 @@ import torch
 from policy.backends.base import BackendError
 from policy.backends.transformers import TransformersBackend
 from policy.backends.vllm import CannotLoadWeights, VLLMBackend
-from policy.ppo import PPOConfig, merged_weights, train_ppo
-from rlhf.config import VLLMConfig
-from rlhf.models import load_causal_lm, load_reward_model, load_tokenizer
-from rlhf.types import PromptRow
+from policy.config import GenerationConfig, PPOConfig, VLLMConfig
+from policy.ppo import merged_weights, train_ppo
+from rlhf.core.models import load_causal_lm, load_reward_model, load_tokenizer
+from rlhf.core.trainer_args import TrainRun
+from rlhf.core.types import PromptRow
 
 from .conftest import GREEDY
 
@@ -154,16 +155,18 @@ def pushes(monkeypatch) -> list[dict[str, torch.Tensor]]:
     return seen
 
 
-def run_ppo(chat_model, out, updates: int, on_checkpoint=None, **kw) -> dict:
-    from rlhf import demo
+def run_ppo(chat_model, out, updates: int, on_checkpoint=None, checkpoint_dir=None, **kw) -> dict:
+    from rlhf.pipeline import demo
 
     torch.set_num_threads(1)
     data = demo.build(0, 120, 24)
     rows = [PromptRow(id=i, messages=r["messages"]) for i, r in enumerate(data["prompts_train"][:8])]
-    cfg = PPOConfig(total_episodes=8 * updates, batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-3,
-                    max_new_tokens=6, seed=0, rollout_backend="vllm", **kw)
+    cfg = PPOConfig(episodes=8 * updates, batch_size=8, mini_batch_size=4, ppo_epochs=1, learning_rate=1e-3,
+                    rollout_backend="vllm", **kw)
     return train_ppo(load_causal_lm(str(chat_model)), load_tokenizer(str(chat_model)),
-                     load_reward_model(str(chat_model)), rows, reward, out, cfg, on_checkpoint=on_checkpoint)
+                     load_reward_model(str(chat_model)), rows, reward, out, cfg,
+                     TrainRun(seed=0, checkpoint_dir=checkpoint_dir, on_checkpoint=on_checkpoint),
+                     GenerationConfig(max_new_tokens=6))
 
 
 @pytest.mark.slow

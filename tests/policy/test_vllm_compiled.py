@@ -18,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
+from policy.config import GenerationConfig
 from policy.generate import generate
-from rlhf.config import GenerationConfig
-from rlhf.types import PromptRow
+from rlhf.core.types import PromptRow
 
 from .conftest import GREEDY, PARAMS
 
@@ -29,7 +29,7 @@ def sample_compiled(model: str, rows: list[PromptRow]) -> tuple[bool, list[str],
     """In the child: the compiled engine's greedy replies, and how it answers a weight reload."""
     from policy.backends import open_backend
     from policy.backends.vllm import CannotLoadWeights
-    from rlhf.config import VLLMConfig
+    from policy.config import VLLMConfig
 
     compiled = open_backend(model, cfg=GenerationConfig(backend="vllm", vllm=VLLMConfig(enforce_eager=False)),
                             seed=PARAMS.seed)

@@ -42,7 +42,7 @@ def tiny_base(tmp_path_factory):
 def tiny_rm(tiny_base, tmp_path_factory):
     """A reward model (2 layers, random head) saved as safetensors, for scoring and the API."""
     from policy.pretrain import PretrainConfig, new_llama
-    from rlhf.models import load_reward_model, load_tokenizer
+    from rlhf.core.models import load_reward_model, load_tokenizer
 
     out = tmp_path_factory.mktemp("tiny-rm")
     tok = load_tokenizer(str(tiny_base))

@@ -2,7 +2,7 @@
 
 from reward.pairs import JudgedTask, agreement_bucket, to_pairs
 from reward.report import report
-from rlhf.types import Judgment
+from rlhf.core.types import Judgment
 
 PROMPT = [{"role": "user", "content": "q"}]
 TEXTS = {1: "a", 2: "b", 3: "c"}

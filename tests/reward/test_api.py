@@ -284,7 +284,7 @@ def test_encoding_matches_the_chat_templates_own_tokenization(rm):
 
 def test_an_input_longer_than_the_trained_length_keeps_its_last_tokens_in_process_and_behind_the_api(
         tiny_rm, tmp_path):
-    from rlhf.models import TRAINED_LENGTH
+    from rlhf.core.models import TRAINED_LENGTH
 
     window = 24
     fresh = load_model("windowed", str(tiny_rm))

@@ -19,7 +19,7 @@ import pytest
 
 from reward.batching import BatchSettings
 from reward.server import ServerSettings, create_app, default_forward, load_model
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
 from tests.processes import healthy, wait_ready
 
 from .serving import TOKEN, auth, running
@@ -77,7 +77,7 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rlhf.cli", "reward", "serve", "--model", str(model), "--port", str(self.port),
+            [sys.executable, "-m", "rlhf.cli.main", "reward", "serve", "--model", str(model), "--port", str(self.port),
              "--threads", "1", *args],
             env={**os.environ, "HF_HUB_OFFLINE": "1", "RLHF_REWARD_TOKEN": TOKEN}, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -129,7 +129,7 @@ def _group_gone(pgid: int) -> bool:
 
 
 def test_the_port_is_free_again_as_soon_as_a_server_on_it_stopped():
-    from rlhf.cli_reward import check_port
+    from rlhf.cli.reward import check_port
 
     # The server closes its side first, as uvicorn does at shutdown: the port keeps a socket in
     # TIME-WAIT (FIN-WAIT-2 while the client has not closed yet) for up to a minute.
@@ -237,13 +237,13 @@ def test_the_client_strips_the_token_like_the_server_and_refuses_unusable_ones_c
 
 
 def test_a_checkpoint_without_a_trained_reward_head_is_refused(tiny_base):
-    from rlhf.models import load_reward_model
+    from rlhf.core.models import load_reward_model
 
     # Training starts from such a checkpoint: there a fresh head is what is wanted.
     assert load_reward_model(str(tiny_base)) is not None
     with pytest.raises(UserError, match="not a trained reward model.*score.weight"):
         load_model("policy", str(tiny_base))
-    r = subprocess.run([sys.executable, "-m", "rlhf.cli", "reward", "serve", "--model", str(tiny_base),
+    r = subprocess.run([sys.executable, "-m", "rlhf.cli.main", "reward", "serve", "--model", str(tiny_base),
                         "--port", str(free_port())], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "HF_HUB_OFFLINE": "1", "RLHF_REWARD_TOKEN": TOKEN})
     assert r.returncode == 2, r.stderr

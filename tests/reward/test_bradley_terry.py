@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 import random
 
+from reward.config import RewardConfig
 from reward.pairs import split
-from reward.train import RewardRunConfig, train_reward_model
-from rlhf.models import load_tokenizer
-from rlhf.types import PreferencePair
+from reward.train import train_reward_model
+from rlhf.core.models import load_tokenizer
+from rlhf.core.types import PreferencePair
 
 from .conftest import WORDS, sentence
 
@@ -42,8 +43,8 @@ def test_held_out_accuracy_is_within_3_points_of_the_gold_reward(tiny_base, tmp_
 
     tok = load_tokenizer(str(tiny_base))
     tok.padding_side = "right"
-    cfg = RewardRunConfig(epochs=3, learning_rate=3e-3, batch_size=32, max_length=64, center_rewards_coefficient=0.0,
-                          warmup_steps=10)
+    cfg = RewardConfig(epochs=3, learning_rate=3e-3, batch_size=32, max_length=64, center_rewards_coefficient=0.0,
+                       warmup_steps=10)
     m = train_reward_model(str(tiny_base), tok, train, test, tmp_path / "rm", cfg)
     print(f"held-out accuracy {m['accuracy']:.3f}, gold {best:.3f} (expected {expected:.3f}), ece {m['ece']:.3f}")
     assert m["test_pairs"] == len(test) > 500

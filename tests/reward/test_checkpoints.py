@@ -2,8 +2,8 @@
 
 import json
 
-from rlhf import checkpoints
-from rlhf.types import PreferencePair
+from rlhf.core import checkpoints
+from rlhf.core.types import PreferencePair
 
 
 def make(folder, step, complete=True):

@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def rlhf(*args, env=None, timeout=120):
     full = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "rlhf.cli", "reward", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rlhf.cli.main", "reward", *args], capture_output=True, text=True,
                           env=full, timeout=timeout)
 
 
@@ -37,7 +37,7 @@ def test_serve_scores_over_http_and_stops_cleanly(tiny_rm, tmp_path):
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     env = {k: v for k, v in os.environ.items() if k != "RLHF_REWARD_TOKEN"}
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli", "reward", "serve", "--model", str(tiny_rm),
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli.main", "reward", "serve", "--model", str(tiny_rm),
                              "--port", str(port), "--token-file", str(token_file), "--threads", "1"],
                             env={**env, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

@@ -1,7 +1,7 @@
 import pytest
 
 from reward.pairs import STRENGTH_MARGIN, JudgedTask, as_trl_rows, split, to_pairs
-from rlhf.types import Judgment
+from rlhf.core.types import Judgment
 
 PROMPT = [{"role": "user", "content": "q"}]
 

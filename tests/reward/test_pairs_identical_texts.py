@@ -8,7 +8,7 @@ accuracy 0.820 where the reward model ranked 0.875 of the real pairs right.
 
 from reward.pairs import JudgedTask, to_pairs
 from reward.report import report
-from rlhf.types import Judgment
+from rlhf.core.types import Judgment
 
 PROMPT = [{"role": "user", "content": "What color is a banana?"}]
 

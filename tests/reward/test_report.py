@@ -4,7 +4,7 @@ import random
 import pytest
 
 from reward.report import expected_calibration_error, report
-from rlhf.types import PreferencePair
+from rlhf.core.types import PreferencePair
 
 
 def test_ece_is_small_for_calibrated_and_large_for_overconfident_probabilities():

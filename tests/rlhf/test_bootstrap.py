@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from rlhf import bootstrap, schema
-from rlhf.bootstrap import import_prompts, init
-from rlhf.errors import UserError
+from rlhf.core import schema
+from rlhf.core.errors import UserError
+from rlhf.pipeline import bootstrap
+from rlhf.pipeline.bootstrap import import_prompts, init
 
 
 def user(text: str) -> list[dict]:

@@ -1,6 +1,6 @@
 import pytest
 
-from rlhf.checks import is_refusal, judge
+from evals.checks import is_refusal, judge
 
 
 @pytest.mark.parametrize("text", ["I can't help with that.", "Sorry, I can't help with that request.",

@@ -7,7 +7,7 @@ import pytest
 
 
 def rlhf(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rlhf.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "rlhf.cli.main", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=120)
 
 
@@ -128,8 +128,8 @@ def test_export_to_a_path_that_cannot_be_written(workspace, tmp_path, target, sa
 
 
 def test_guidelines_that_are_not_text_are_named(tmp_path):
-    from rlhf.errors import UserError
-    from rlhf.workspace import Workspace
+    from rlhf.core.errors import UserError
+    from rlhf.core.workspace import Workspace
 
     ws = Workspace(tmp_path)
     assert ws.guidelines() == ""

@@ -1,7 +1,7 @@
 import pytest
 
-from rlhf import config
-from rlhf.errors import UserError
+from rlhf.core.errors import UserError
+from rlhf.pipeline import config
 
 
 def test_defaults_validate_and_round_trip(tmp_path):

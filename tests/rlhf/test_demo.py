@@ -2,7 +2,8 @@ import os
 import subprocess
 import sys
 
-from rlhf import checks, demo
+from evals import checks
+from rlhf.pipeline import demo
 
 
 def test_demo_data_is_deterministic_and_eval_is_held_out():
@@ -19,7 +20,7 @@ def test_demo_data_is_deterministic_and_eval_is_held_out():
 def test_demo_data_is_the_same_in_every_process():
     # Python salts str hashes per process, so anything that walks a set of strings would differ
     # between two runs (and so would every model trained on the data) while agreeing within one.
-    code = ("import hashlib, json; from rlhf import demo; "
+    code = ("import hashlib, json; from rlhf.pipeline import demo; "
             "print(hashlib.sha256(json.dumps(demo.build(0, 120, 24, corpus_docs=500)).encode()).hexdigest())")
     digests = [subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": str(salt)},
                               capture_output=True, text=True, check=True).stdout.strip() for salt in (1, 2, 3)]

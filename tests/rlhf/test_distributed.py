@@ -2,8 +2,8 @@
 
 import pytest
 
-from rlhf import distributed
-from rlhf.errors import UserError
+from rlhf.core import distributed
+from rlhf.core.errors import UserError
 
 
 def test_outside_a_launch_everything_is_one_process(monkeypatch):

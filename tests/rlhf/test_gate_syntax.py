@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlhf.config import validate
-from rlhf.errors import UserError
-from rlhf.gate_syntax import OPERATORS, Gate, parse_gate
+from evals.gate_syntax import OPERATORS, Gate, parse_gate
+from rlhf.core.errors import UserError
+from rlhf.pipeline.config import validate
 
 
 @pytest.mark.parametrize("op", OPERATORS)

@@ -1,7 +1,7 @@
 import pytest
 
-from rlhf.errors import UserError
-from rlhf.jsonl import messages_of, prompt_messages, read_jsonl, write_jsonl
+from rlhf.core.errors import UserError
+from rlhf.core.jsonl import messages_of, prompt_messages, read_jsonl, write_jsonl
 
 
 def test_malformed_line_is_named(tmp_path):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from rlhf import config
-from rlhf.errors import UserError
-from rlhf.launcher import stage_command
+from rlhf.core.errors import UserError
+from rlhf.pipeline import config
+from rlhf.pipeline.launcher import stage_command
 
 from .test_cli import one_error_line, rlhf, workspace  # noqa: F401 - the module-scoped workspace fixture
 
@@ -84,7 +84,7 @@ def test_a_launcher_command_that_is_not_installed_fails_before_any_work(workspac
 
 
 def test_batch_sizes_must_split_over_the_launchers_processes():
-    from rlhf.launcher import check
+    from rlhf.pipeline.launcher import check
 
     cpu_ddp = str(REPO / "deploy/accelerate/cpu_ddp.yaml")  # num_processes: 2
     cfg = config.validate({"reward": {"batch_size": 3}, "policy": {"methods": ["dpo"], "dpo": {"batch_size": 6}},

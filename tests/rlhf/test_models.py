@@ -3,8 +3,8 @@
 import pytest
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rlhf.errors import UserError
-from rlhf.models import load_causal_lm, load_reward_model
+from rlhf.core.errors import UserError
+from rlhf.core.models import load_causal_lm, load_reward_model
 
 
 def test_a_truncated_weights_file_is_a_user_error(tmp_path):

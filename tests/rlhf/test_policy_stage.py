@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from rlhf import store as st
-from rlhf.bootstrap import init
-from rlhf.round import StageContext
-from rlhf.stages import policy
-from rlhf.types import Completion, PromptRow
-from rlhf.workspace import open_workspace
+from rlhf.core import store as st
+from rlhf.core.types import Completion, PromptRow
+from rlhf.core.workspace import open_workspace
+from rlhf.pipeline.bootstrap import init
+from rlhf.pipeline.config import load as load_config
+from rlhf.pipeline.context import StageContext
+from rlhf.pipeline.stages import policy
 
 
 def test_best_of_n_with_one_sample_per_prompt_is_skipped_not_a_crash(tmp_path, monkeypatch):
     init(tmp_path / "proj", demo=False, force=False, overrides=[])
     ws = open_workspace(tmp_path / "proj")
-    cfg = ws.load_config(["policy.methods=[best_of_n]"])
+    cfg = load_config(ws.config_path, ["policy.methods=[best_of_n]"])
     store = st.Store.open(st.database_url(ws.db_path))
     try:
         with store.session() as s:

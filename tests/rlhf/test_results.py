@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rlhf import schema
-from rlhf import store as st
-from rlhf.results import first_metrics, human_matches, match_counts, round_metrics
-from rlhf.stages.leaderboard import leaderboard_rows, reward_model_rows
+from rlhf.core import schema
+from rlhf.core import store as st
+from rlhf.pipeline.results import first_metrics, human_matches, match_counts, round_metrics
+from rlhf.pipeline.stages.leaderboard import leaderboard_rows, reward_model_rows
 
 
 @pytest.fixture

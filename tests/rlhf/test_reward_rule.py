@@ -1,4 +1,4 @@
-from rlhf.reward_rule import combine
+from reward.rule import combine
 
 
 def test_safety_tagged_prompts_use_the_safety_reward():

@@ -15,8 +15,8 @@ from .test_cli import one_error_line, rlhf
 # Holds the workspace lock the way a running round does, until killed.
 HOLDER = """
 import sys, time
-from rlhf.round import workspace_lock
-from rlhf.workspace import open_workspace
+from rlhf.pipeline.round import workspace_lock
+from rlhf.core.workspace import open_workspace
 with workspace_lock(open_workspace(sys.argv[1]), 1):
     print("held", flush=True)
     time.sleep(600)

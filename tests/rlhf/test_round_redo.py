@@ -12,15 +12,16 @@ import json
 import pytest
 from sqlalchemy import select
 
-from rlhf import round as round_mod
-from rlhf import schema
-from rlhf import store as st
-from rlhf.bootstrap import init
-from rlhf.config import STAGES
-from rlhf.errors import UserError
-from rlhf.results import POOLED
-from rlhf.status import collect
-from rlhf.workspace import open_workspace
+from rlhf.cli.status import collect
+from rlhf.core import schema
+from rlhf.core import store as st
+from rlhf.core.errors import UserError
+from rlhf.core.workspace import open_workspace
+from rlhf.pipeline import round as round_mod
+from rlhf.pipeline.bootstrap import init
+from rlhf.pipeline.config import STAGES
+from rlhf.pipeline.config import load as load_config
+from rlhf.pipeline.results import POOLED
 
 GATES = ["helpful_accuracy > incumbent"]
 
@@ -58,7 +59,7 @@ def finished_round(ws, iteration: int = 1) -> None:
 
 
 def run(ws, iteration: int, redo: list[str]) -> None:
-    cfg = ws.load_config([f"gates={json.dumps(GATES)}"])
+    cfg = load_config(ws.config_path, [f"gates={json.dumps(GATES)}"])
     round_mod.run_round(ws, cfg, iteration, "simulated", redo, [])
 
 
@@ -131,11 +132,11 @@ def test_a_round_killed_after_the_gate_commit_writes_its_leaderboard_when_run_ag
 def policy_stage(ws, monkeypatch):
     """Round 1 after its reward stage, and `train()`: the policy stage run with a stand-in DPO
     that writes a "model" and counts how often it trained."""
-    from rlhf.round import StageContext
-    from rlhf.stages import policy
+    from rlhf.pipeline.context import StageContext
+    from rlhf.pipeline.stages import policy
 
     store = st.Store.open(st.database_url(ws.db_path))
-    cfg = ws.load_config(["policy.methods=[dpo]"])
+    cfg = load_config(ws.config_path, ["policy.methods=[dpo]"])
     with store.session() as s:
         sft = st.register_model(s, "sft", "sft", "models/sft")
         rnd = st.create_round(s, 1, {}, sft.id)
@@ -189,7 +190,7 @@ def test_a_damaged_candidate_folder_is_trained_again_not_reused(ws, policy_stage
 def test_the_round_table_comes_from_the_store_not_a_damaged_report(ws):
     from rich.console import Console
 
-    from rlhf.status import round_table
+    from rlhf.cli.status import round_table
 
     finished_round(ws)
     (ws.round_dir(1) / "eval_report.json").write_text('{"metrics": {"sft": {"kl": "x"')
@@ -202,7 +203,7 @@ def test_the_round_table_comes_from_the_store_not_a_damaged_report(ws):
 
 
 def test_a_candidate_whose_method_was_dropped_is_withdrawn_and_never_judged(ws, policy_stage):
-    from rlhf.stages.common import round_candidates
+    from rlhf.pipeline.common import round_candidates
 
     train, store, round_id = policy_stage
     # An earlier run of the stage, with ppo in policy.methods, left its candidate registered.

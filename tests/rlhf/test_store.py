@@ -18,9 +18,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from rlhf import schema
-from rlhf.errors import UserError
-from rlhf.store import (
+from rlhf.core import schema
+from rlhf.core.errors import UserError
+from rlhf.core.store import (
     ENV_URL,
     Store,
     alembic_config,
@@ -84,7 +84,7 @@ def test_migrations_create_every_table_and_are_idempotent(db_url: str) -> None:
 
 _OPEN_WHEN_TOLD = """
 import sys
-from rlhf.store import Store
+from rlhf.core.store import Store
 print("ready", flush=True)
 sys.stdin.readline()
 Store.open(sys.argv[1]).dispose()

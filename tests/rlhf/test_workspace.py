@@ -1,6 +1,6 @@
 import pytest
 
-from rlhf.workspace import atomic_dir, atomic_file, sweep_temporaries
+from rlhf.core.workspace import atomic_dir, atomic_file, sweep_temporaries
 
 
 def test_atomic_dir_appears_only_when_complete(tmp_path):
@@ -43,7 +43,7 @@ class Killed(BaseException):
 def test_atomic_dir_killed_while_replacing_leaves_no_half_deleted_folder(tmp_path, monkeypatch):
     import shutil
 
-    from rlhf import workspace
+    from rlhf.core import workspace
 
     final = tmp_path / "models" / "m"
     with atomic_dir(final) as tmp:

@@ -1,1 +1,0 @@
-"""Alembic migrations of the store; `rlhf.store` runs them to head on every open."""
