@@ -8,6 +8,7 @@ from rlhf.core.workspace import open_workspace
 from rlhf.pipeline.bootstrap import init
 from rlhf.pipeline.config import load as load_config
 from rlhf.pipeline.context import StageContext
+from rlhf.pipeline import methods
 from rlhf.pipeline.stages import policy
 
 
@@ -22,7 +23,7 @@ def test_best_of_n_with_one_sample_per_prompt_is_skipped_not_a_crash(tmp_path, m
             ids = st.create_round(s, 1, {}, sft.id).id, sft.id
         rows = [PromptRow(id=i, messages=[{"role": "user", "content": f"q{i}"}]) for i in range(3)]
         samples = [Completion(i, 0, f"a{i}", 2, 2, "stop", {}) for i in range(3)]  # generation.n = 1
-        monkeypatch.setattr(policy, "_scored_samples", lambda *a: (rows, samples, [0.1, 0.2, 0.3]))
+        monkeypatch.setattr(methods, "scored_samples", lambda *a: (rows, samples, [0.1, 0.2, 0.3]))
         results = policy.run(StageContext(ws, cfg, store, 1, *ids, "simulated"))
         assert "min_reward_gap" in results["best_of_n"]["skipped"]
         assert not ws.model_path("policy-iter-001-best-of-n").exists()
