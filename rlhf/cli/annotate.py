@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rlhf.cli.options import SetOpt, WorkspaceOpt
 from rlhf.core.errors import UserError, write_user_text
 from rlhf.core.types import MAX_DB_INT, MAX_OVERLAP
 
@@ -29,8 +30,6 @@ app = typer.Typer(no_args_is_help=True, help="The annotator web UI, gold tasks a
 annotators_app = typer.Typer(no_args_is_help=True, help="Annotator accounts: add, list, deactivate, activate.")
 out = Console()
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.", envvar="RLHF_WORKSPACE")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (repeatable).")]
 
 
 @contextmanager

@@ -14,20 +14,15 @@ import json
 import sys
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from rlhf.core.types import MAX_DB_INT
+from rlhf.cli.options import IterOpt, JsonOpt, SetOpt, WorkspaceOpt
 
 app = typer.Typer(no_args_is_help=True, help="Argilla as the annotation front end: push tasks, pull judgments.")
 out = Console()
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.", envvar="RLHF_WORKSPACE")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (repeatable).")]
-IterOpt = Annotated[int, typer.Option("--iter", help="Round number.", min=1, max=MAX_DB_INT)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _run(workspace: Path, overrides: list[str] | None, iteration: int, action):

@@ -23,8 +23,14 @@ import typer
 from rich.console import Console
 from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer vendors click since 0.2x
 
+from rlhf.cli import annotate as cli_annotate
+from rlhf.cli import argilla as cli_argilla
+from rlhf.cli import generate as cli_generate
+from rlhf.cli import reward as cli_reward
+from rlhf.cli.options import SetOpt, WorkspaceOpt
 from rlhf.core.errors import UserError, WaitingForHumans
 from rlhf.core.types import MAX_DB_INT
+from rlhf.pipeline.project import Project
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="RLHF workbench: generate, annotate, train reward models, update the policy, evaluate, gate.")
@@ -33,21 +39,17 @@ leaderboard_app = typer.Typer(no_args_is_help=True, help="The leaderboard page."
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(leaderboard_app, name="leaderboard")
 # Sub-commands that live in their own modules register here (one line each).
-app.command("generate")(__import__("rlhf.cli.generate", fromlist=["generate"]).generate)
-app.add_typer(__import__("rlhf.cli.reward", fromlist=["app"]).app, name="reward")
-app.add_typer(__import__("rlhf.cli.annotate", fromlist=["app"]).app, name="annotate")
-app.add_typer(__import__("rlhf.cli.annotate", fromlist=["app"]).annotators_app, name="annotators")
-app.add_typer(__import__("rlhf.cli.argilla", fromlist=["app"]).app, name="argilla")
+app.command("generate")(cli_generate.generate)
+app.add_typer(cli_reward.app, name="reward")
+app.add_typer(cli_annotate.app, name="annotate")
+app.add_typer(cli_annotate.annotators_app, name="annotators")
+app.add_typer(cli_argilla.app, name="argilla")
 out = Console()
 err = Console(stderr=True)
 
-WorkspaceOpt = Annotated[Path, typer.Option("--workspace", "-w", help="Workspace folder.", envvar="RLHF_WORKSPACE")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: KEY.PATH=VALUE (repeatable).")]
 
 
 def _open(workspace: Path, overrides: list[str] | None):
-    from rlhf.pipeline.project import Project
-
     p = Project.open(workspace, overrides)
     return p.ws, p.cfg
 
@@ -131,31 +133,21 @@ def prompts_import(
     set_: SetOpt = None,
 ) -> None:
     """Add prompts to the workspace (rows already present are skipped)."""
-    from rlhf.core import store as st
     from rlhf.pipeline.bootstrap import import_prompts
 
-    ws, _ = _open(workspace, set_)
-    store = st.Store.open(st.database_url(ws.db_path))
-    try:
-        added = import_prompts(store, file, split)
-    finally:
-        store.dispose()
+    with Project.open(workspace, set_) as p:
+        added = import_prompts(p.store, file, split)
     out.print(f"{added} new prompts from {file}", markup=False)
 
 
 @leaderboard_app.command("build")
 def leaderboard_build(workspace: WorkspaceOpt = Path("."), set_: SetOpt = None) -> None:
     """Write leaderboard/index.html from the store."""
-    from rlhf.core import store as st
     from rlhf.pipeline.stages import leaderboard
 
-    ws, cfg = _open(workspace, set_)
-    store = st.Store.open(st.database_url(ws.db_path))
-    try:
-        page = leaderboard.build(store, ws.leaderboard_dir, f"{cfg.project}: leaderboard",
-                                 cfg.evals.rating_bootstrap, cfg.seed)
-    finally:
-        store.dispose()
+    with Project.open(workspace, set_) as p:
+        page = leaderboard.build(p.store, p.ws.leaderboard_dir, f"{p.cfg.project}: leaderboard",
+                                 p.cfg.evals.rating_bootstrap, p.cfg.seed)
     out.print(f"leaderboard: {page}", markup=False)
 
 

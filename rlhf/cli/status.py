@@ -9,20 +9,16 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
+from evals.metric_names import STATUS_COLUMNS, label
 from rlhf.core import schema
 from rlhf.core import store as st
 from rlhf.core.workspace import Workspace
 from rlhf.pipeline.config import STAGES
 from rlhf.pipeline.results import POOLED, first_metrics, gate_of, round_metrics
 
-SHOWN = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "kl",
-         "mean_length")
-LABELS = {"helpful_accuracy": "helpful ↑", "safety_violation_rate": "unsafe ↓", "over_refusal_rate": "over-refusal ↓",
-          "win_rate_vs_incumbent": "win vs incumbent", "kl": "KL ↓", "mean_length": "tokens"}
-
 
 def collect(ws: Workspace) -> dict[str, Any]:
-    store = st.Store.open(st.database_url(ws.db_path))
+    store = ws.open_store()
     try:
         with store.session() as s:
             rounds = []
@@ -53,7 +49,7 @@ def round_table(ws: Workspace, iteration: int) -> Table | None:
     Not from the round's eval_report.json: the store is what the gate judged, and a report file
     that was damaged or left from an earlier run must not stop the round or be shown as its result.
     """
-    store = st.Store.open(st.database_url(ws.db_path))
+    store = ws.open_store()
     try:
         with store.session(readonly=True) as s:
             rnd = st.get_round(s, iteration)
@@ -69,10 +65,10 @@ def round_table(ws: Workspace, iteration: int) -> Table | None:
         return None
     t = Table(title=f"round {iteration}: held-out evals")
     t.add_column("policy", no_wrap=True)
-    for k in SHOWN:
-        t.add_column(LABELS[k], justify="right")
+    for k in STATUS_COLUMNS:
+        t.add_column(label(k), justify="right")
     for name, m in metrics.items():
-        t.add_row(escape(name), *(f"{m[k]:.3f}" if k in m else "" for k in SHOWN))
+        t.add_row(escape(name), *(f"{m[k]:.3f}" if k in m else "" for k in STATUS_COLUMNS))
     return t
 
 
@@ -96,14 +92,14 @@ def render(info: dict[str, Any], console: Console) -> None:
     console.print(t)
     t = Table(title="policies")
     t.add_column("name", no_wrap=True)
-    for c in ("status", "method", *(LABELS[k] for k in SHOWN)):
+    for c in ("status", "method", *(label(k) for k in STATUS_COLUMNS)):
         t.add_column(c)
     gated = []
     for m in info["models"]:
         if m["kind"] not in ("sft", "policy"):
             continue
         t.add_row(escape(m["name"]), m["status"], escape(m["method"] or m["kind"]),
-                  *(f"{m['eval'][k]:.3f}" if k in m["eval"] else "" for k in SHOWN))
+                  *(f"{m['eval'][k]:.3f}" if k in m["eval"] else "" for k in STATUS_COLUMNS))
         if m.get("gate"):
             gated.append(m)
     console.print(t)

@@ -37,16 +37,13 @@ NAMING_CONVENTION = {
 }
 
 SPLITS = ("train", "eval")
-ROUND_STATUSES = ("running", "waiting", "complete", "failed")
 MODEL_KINDS = ("base", "sft", "reward", "policy")
 # "withdrawn": a candidate its round's policy stage, run again, no longer produced (its method
 # was dropped from policy.methods, or skipped): kept for its lineage, never evaluated or promoted.
 MODEL_STATUSES = ("ready", "candidate", "promoted", "rejected", "withdrawn")
 ROLES = ("annotator", "admin")
-ASSIGNMENT_STATUSES = ("leased", "submitted", "skipped", "expired")
 STRENGTHS = ("significantly_better", "better", "slightly_better", "negligibly_better")
 JUDGMENT_SOURCES = ("simulated", "gradio", "argilla", "api")
-DECISIONS = ("promote", "reject")
 
 
 def utcnow() -> datetime:

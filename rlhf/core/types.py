@@ -65,10 +65,3 @@ class PreferencePair:
     rejected: str
     margin: float = 0.0
     prompt_id: int = -1
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    name: str
-    path: str
-    kind: str  # base | sft | reward | policy

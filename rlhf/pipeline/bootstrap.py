@@ -43,7 +43,6 @@ def prompt_key(split: str, messages: list[dict]) -> str:
     return hashlib.sha256(json.dumps([split, messages], sort_keys=True).encode()).hexdigest()
 
 
-SPLITS = ("train", "eval")
 
 
 def import_prompts(store: st.Store, path: Path, split: str | None = None, source: str | None = None) -> int:
@@ -51,7 +50,7 @@ def import_prompts(store: st.Store, path: Path, split: str | None = None, source
 
     Every line is checked before anything is stored, so a bad file adds nothing.
     """
-    if split is not None and split not in SPLITS:
+    if split is not None and split not in schema.SPLITS:
         raise UserError(f"--split must be train or eval, not {split!r}")
     new: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
@@ -59,7 +58,7 @@ def import_prompts(store: st.Store, path: Path, split: str | None = None, source
         where = f"{path}:{n}"
         msgs = prompt_messages(row, where)
         sp = split or row.get("split", "train")
-        if sp not in SPLITS:
+        if sp not in schema.SPLITS:
             raise UserError(f"{where}: split must be train or eval, not {sp!r}")
         tags = row.get("tags", [])
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -84,7 +83,7 @@ def import_prompts(store: st.Store, path: Path, split: str | None = None, source
 def _refuse_both_splits(path: Path, new: dict[str, dict[str, Any]], lines: dict[str, int], have: set[str]) -> None:
     """Held-out prompts must never appear in training data: refuse a prompt that is (or is being
     imported) in the other split too."""
-    clash: dict[str, list[int]] = {sp: [] for sp in SPLITS}
+    clash: dict[str, list[int]] = {sp: [] for sp in schema.SPLITS}
     for key, r in new.items():
         other = prompt_key(_other_split(r["split"]), r["messages"])
         if other in have or other in new:
@@ -159,7 +158,7 @@ def _build(ws: Workspace, cfg: config_mod.Config, demo: bool) -> dict[str, Any]:
     for d in (ws.data_dir, ws.models_dir, ws.root / "rounds", ws.leaderboard_dir):
         d.mkdir(exist_ok=True)
     (ws.root / "guidelines.md").write_text(GUIDELINES)
-    store = st.Store.open(st.database_url(ws.db_path))
+    store = ws.open_store()
     try:
         return build_demo(ws, cfg, store) if demo else {}
     finally:

@@ -161,7 +161,7 @@ def _run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo:
                overrides: list[str], only: str | None, keep_fds: tuple[int, ...]) -> dict[str, Any]:
     from rlhf.core.models import set_threads
 
-    store = Store.open(st.database_url(ws.db_path))
+    store = ws.open_store()
     try:
         if cfg.round.launcher.stages and not only:
             check_launcher(cfg, ws.root)  # a bad launcher setting fails before any work
