@@ -12,7 +12,7 @@ import html
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
@@ -59,9 +59,17 @@ class GoldIn(BaseModel):
 
 
 # Async on purpose: FastAPI runs a sync dependency on a worker thread, and each extra thread
-# hop on a loaded server is a wait for the GIL. These only read what FrontDoor resolved.
-async def identity(request: Request) -> Identity:
-    who = request.scope.get(IDENTITY_KEY)
+# hop on a loaded server is a wait for the GIL. These only read the app's state (`install`)
+# and what FrontDoor resolved.
+async def app_context(request: Request) -> AppContext:
+    return request.app.state.ctx
+
+
+async def optional_identity(request: Request) -> Identity | None:
+    return request.scope.get(IDENTITY_KEY)
+
+
+async def identity(who: Annotated[Identity | None, Depends(optional_identity)]) -> Identity:
     if who is None:
         raise HTTPException(401, "not logged in")
     return who
@@ -73,6 +81,8 @@ async def admin(who: Annotated[Identity, Depends(identity)]) -> Identity:
     return who
 
 
+Ctx = Annotated[AppContext, Depends(app_context)]
+MaybeWho = Annotated[Identity | None, Depends(optional_identity)]
 Who = Annotated[Identity, Depends(identity)]
 Admin = Annotated[Identity, Depends(admin)]
 
@@ -98,173 +108,203 @@ button{{margin-top:1rem;padding:.5rem 1.2rem;font-size:1rem}}.err{{color:#b00020
 <button type="submit" id="login">Log in</button></form></body></html>"""
 
 
-def router(ctx: AppContext) -> APIRouter:
-    r = APIRouter()
+def _set_cookie(ctx: AppContext, resp: Response, who: Identity) -> None:
+    with ctx.store.session(readonly=True) as s:
+        value = ctx.signer.issue(s, who)
+    resp.set_cookie(
+        auth.COOKIE, value, max_age=ctx.signer.max_age_s, httponly=True, samesite="lax",
+        secure=ctx.secure_cookies, path="/",
+    )
 
-    def _set_cookie(resp: Response, who: Identity) -> None:
-        with ctx.store.session(readonly=True) as s:
-            value = ctx.signer.issue(s, who)
-        resp.set_cookie(
-            auth.COOKIE, value, max_age=ctx.signer.max_age_s, httponly=True, samesite="lax",
-            secure=ctx.secure_cookies, path="/",
-        )
 
-    def _login_page(nxt: str, message: str = "", status: int = 200) -> HTMLResponse:
-        body = LOGIN_PAGE.format(title=html.escape(ctx.title), next=html.escape(safe_next(nxt)), message=message)
-        return HTMLResponse(body, status_code=status)
+def _login_page(ctx: AppContext, nxt: str, message: str = "", status: int = 200) -> HTMLResponse:
+    body = LOGIN_PAGE.format(title=html.escape(ctx.title), next=html.escape(safe_next(nxt)), message=message)
+    return HTMLResponse(body, status_code=status)
 
-    def _check(name: str, password: str) -> Identity | None:
-        with ctx.store.session(readonly=True) as s:
-            return auth.authenticate(s, name, password)
 
-    @r.get("/healthz")
-    def healthz() -> JSONResponse:
-        try:
-            with ctx.store.session(readonly=True) as s:
-                s.execute(text("SELECT 1"))
-        except Exception as err:  # noqa: BLE001 - health reports any database failure as 503
-            return JSONResponse({"status": "unavailable", "reason": type(err).__name__}, status_code=503)
-        return JSONResponse({"status": "ok", "database": ctx.store.backend})
+def _check(ctx: AppContext, name: str, password: str) -> Identity | None:
+    with ctx.store.session(readonly=True) as s:
+        return auth.authenticate(s, name, password)
 
-    # HEAD too: load balancers and uptime checks probe with it (a 405 reads as "down").
-    r.head("/healthz", include_in_schema=False)(healthz)
 
-    @r.get("/", include_in_schema=False)
-    def root(request: Request) -> RedirectResponse:
-        who = request.scope.get(IDENTITY_KEY)
-        return RedirectResponse("/admin/" if who and who.is_admin else "/ui/", status_code=303)
-
-    @r.get("/login", include_in_schema=False)
-    def login_form(next: str = "/ui/") -> HTMLResponse:
-        return _login_page(next)
-
-    @r.post("/login", include_in_schema=False)
-    def login_submit(
-        name: Annotated[str, Form(max_length=MAX_NAME)],
-        password: Annotated[str, Form(max_length=MAX_SECRET)],
-        next: Annotated[str, Form()] = "/ui/",
-    ) -> Response:
-        who = _check(name, password)
-        if who is None:
-            return _login_page(next, '<p class="err" id="login-error">Unknown name or wrong credential.</p>', 401)
-        resp = RedirectResponse(safe_next(next, "/admin/" if who.is_admin else "/ui/"), status_code=303)
-        _set_cookie(resp, who)
-        return resp
-
-    def _end_sessions(request: Request) -> None:
-        who = request.scope.get(IDENTITY_KEY)
-        if who is not None:
-            with ctx.store.session() as s:
-                auth.end_sessions(s, who.id)
-
-    @r.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
-    def logout(request: Request) -> RedirectResponse:
-        """Log out: ends every session of this annotator, on every device, not just this browser's."""
-        _end_sessions(request)
-        resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(auth.COOKIE, path="/")
-        return resp
-
-    @r.post("/api/login")
-    def api_login(body: LoginIn) -> JSONResponse:
-        who = _check(body.name, body.password)
-        if who is None:
-            return JSONResponse({"detail": "unknown name or wrong credential"}, status_code=401)
-        resp = JSONResponse({"name": who.name, "role": who.role})
-        _set_cookie(resp, who)
-        return resp
-
-    @r.post("/api/logout")
-    def api_logout(request: Request) -> JSONResponse:
-        """End every session of the logged-in annotator, on every device (copies of the cookie included)."""
-        _end_sessions(request)
-        resp = JSONResponse({"logged_out": True})
-        resp.delete_cookie(auth.COOKIE, path="/")
-        return resp
-
-    @r.get("/api/me")
-    def me(who: Who) -> dict[str, Any]:
-        return {"name": who.name, "role": who.role}
-
-    @r.post("/api/tasks/next")
-    def next_task(who: Who) -> dict[str, Any]:
-        view = work.next_task(ctx.store, who, ctx.lease_seconds)
-        return {"task": view.as_json() if view else None}
-
-    @r.post("/api/tasks/{task_id}/judgment")
-    def submit(task_id: TaskId, body: JudgmentIn, who: Who) -> dict[str, Any]:
-        done = work.submit(
-            ctx.store, who, task_id, body.ranking, strength=body.strength, unsafe=body.unsafe,
-            rationale=body.rationale, seconds=body.seconds, source="api",
-        )
-        return {"judgment_id": done.judgment_id, "task_id": done.task_id, "duplicate": done.duplicate}
-
-    @r.post("/api/tasks/{task_id}/skip")
-    def skip(task_id: TaskId, who: Who) -> dict[str, Any]:
-        work.skip(ctx.store, who, task_id)
-        return {"skipped": task_id}
-
-    @r.get("/api/progress")
-    def progress(who: Who, round: RoundNo = None) -> dict[str, Any]:
-        with ctx.store.session(readonly=True) as s:
-            rid = oversight.round_id(s, round)
-        return work.my_progress(ctx.store, who, rid)
-
-    # --- admin ---------------------------------------------------------------------
-
-    @r.get("/api/admin/annotators")
-    def annotators(_: Admin) -> list[dict[str, Any]]:
-        with ctx.store.session(readonly=True) as s:
-            return oversight.annotator_stats(s)
-
-    @r.post("/api/admin/annotators")
-    def add_annotator(body: AnnotatorIn, _: Admin) -> dict[str, Any]:
+def _end_sessions(ctx: AppContext, who: Identity | None) -> None:
+    if who is not None:
         with ctx.store.session() as s:
-            row, secret = auth.add_annotator(s, body.name, body.role)
-            return {"name": row.name, "role": row.role, "credential": secret}
+            auth.end_sessions(s, who.id)
 
-    @r.post("/api/admin/annotators/{name}/deactivate")
-    def deactivate(name: str, _: Admin) -> dict[str, Any]:
-        with ctx.store.session() as s:
-            row = auth.set_active(s, name, False)
-            return {"name": row.name, "active": row.active}
 
-    @r.get("/api/admin/rounds")
-    def rounds(_: Admin) -> list[dict[str, Any]]:
+router = APIRouter()
+
+
+@router.get("/healthz")
+def healthz(ctx: Ctx) -> JSONResponse:
+    try:
         with ctx.store.session(readonly=True) as s:
-            return oversight.rounds_progress(s)
+            s.execute(text("SELECT 1"))
+    except Exception as err:  # noqa: BLE001 - health reports any database failure as 503
+        return JSONResponse({"status": "unavailable", "reason": type(err).__name__}, status_code=503)
+    return JSONResponse({"status": "ok", "database": ctx.store.backend})
 
-    @r.get("/api/admin/quality")
-    def quality(_: Admin, round: RoundNo = None) -> dict[str, Any]:
-        with ctx.store.session(readonly=True) as s:
-            return oversight.quality(s, round)
 
-    @r.get("/api/admin/gold")
-    def gold(_: Admin) -> list[dict[str, Any]]:
-        with ctx.store.session(readonly=True) as s:
-            return oversight.gold_tasks(s)
+# HEAD too: load balancers and uptime checks probe with it (a 405 reads as "down").
+router.head("/healthz", include_in_schema=False)(healthz)
 
-    @r.put("/api/admin/tasks/{task_id}/gold")
-    def set_gold(task_id: TaskId, body: GoldIn, _: Admin) -> dict[str, Any]:
-        with ctx.store.session() as s:
-            task = oversight.set_gold(s, task_id, body.ranking, body.unsafe, body.overlap)
-            return {"task": task.id, "gold": task.gold, "overlap": task.overlap}
 
-    @r.get("/api/admin/export")
-    def export(
-        _: Admin,
-        round: RoundNo = None,
-        kind: Annotated[str, Query(pattern="^(helpful|safety)$")] = "helpful",
-    ) -> Response:
-        if ctx.export is None:
-            raise HTTPException(501, "this server was started without an exporter")
-        rows = ctx.export(round, kind)
-        body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-        name = f"preferences-{kind}-{'all' if round is None else f'iter-{round:03d}'}.jsonl"
-        return Response(body, media_type="application/x-ndjson",
-                        headers={"content-disposition": f'attachment; filename="{name}"'})
+@router.get("/", include_in_schema=False)
+def root(who: MaybeWho) -> RedirectResponse:
+    return RedirectResponse("/admin/" if who and who.is_admin else "/ui/", status_code=303)
 
-    return r
+
+@router.get("/login", include_in_schema=False)
+def login_form(ctx: Ctx, next: str = "/ui/") -> HTMLResponse:
+    return _login_page(ctx, next)
+
+
+@router.post("/login", include_in_schema=False)
+def login_submit(
+    ctx: Ctx,
+    name: Annotated[str, Form(max_length=MAX_NAME)],
+    password: Annotated[str, Form(max_length=MAX_SECRET)],
+    next: Annotated[str, Form()] = "/ui/",
+) -> Response:
+    who = _check(ctx, name, password)
+    if who is None:
+        return _login_page(ctx, next, '<p class="err" id="login-error">Unknown name or wrong credential.</p>', 401)
+    resp = RedirectResponse(safe_next(next, "/admin/" if who.is_admin else "/ui/"), status_code=303)
+    _set_cookie(ctx, resp, who)
+    return resp
+
+
+@router.api_route("/logout", methods=["GET", "POST"], include_in_schema=False)
+def logout(ctx: Ctx, who: MaybeWho) -> RedirectResponse:
+    """Log out: ends every session of this annotator, on every device, not just this browser's."""
+    _end_sessions(ctx, who)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(auth.COOKIE, path="/")
+    return resp
+
+
+@router.post("/api/login")
+def api_login(body: LoginIn, ctx: Ctx) -> JSONResponse:
+    who = _check(ctx, body.name, body.password)
+    if who is None:
+        return JSONResponse({"detail": "unknown name or wrong credential"}, status_code=401)
+    resp = JSONResponse({"name": who.name, "role": who.role})
+    _set_cookie(ctx, resp, who)
+    return resp
+
+
+@router.post("/api/logout")
+def api_logout(ctx: Ctx, who: MaybeWho) -> JSONResponse:
+    """End every session of the logged-in annotator, on every device (copies of the cookie included)."""
+    _end_sessions(ctx, who)
+    resp = JSONResponse({"logged_out": True})
+    resp.delete_cookie(auth.COOKIE, path="/")
+    return resp
+
+
+@router.get("/api/me")
+def me(who: Who) -> dict[str, Any]:
+    return {"name": who.name, "role": who.role}
+
+
+@router.post("/api/tasks/next")
+def next_task(who: Who, ctx: Ctx) -> dict[str, Any]:
+    view = work.next_task(ctx.store, who, ctx.lease_seconds)
+    return {"task": view.as_json() if view else None}
+
+
+@router.post("/api/tasks/{task_id}/judgment")
+def submit(task_id: TaskId, body: JudgmentIn, who: Who, ctx: Ctx) -> dict[str, Any]:
+    done = work.submit(
+        ctx.store, who, task_id, body.ranking, strength=body.strength, unsafe=body.unsafe,
+        rationale=body.rationale, seconds=body.seconds, source="api",
+    )
+    return {"judgment_id": done.judgment_id, "task_id": done.task_id, "duplicate": done.duplicate}
+
+
+@router.post("/api/tasks/{task_id}/skip")
+def skip(task_id: TaskId, who: Who, ctx: Ctx) -> dict[str, Any]:
+    work.skip(ctx.store, who, task_id)
+    return {"skipped": task_id}
+
+
+@router.get("/api/progress")
+def progress(who: Who, ctx: Ctx, round: RoundNo = None) -> dict[str, Any]:
+    with ctx.store.session(readonly=True) as s:
+        rid = oversight.round_id(s, round)
+    return work.my_progress(ctx.store, who, rid)
+
+
+# --- admin ---------------------------------------------------------------------
+
+
+@router.get("/api/admin/annotators")
+def annotators(_: Admin, ctx: Ctx) -> list[dict[str, Any]]:
+    with ctx.store.session(readonly=True) as s:
+        return oversight.annotator_stats(s)
+
+
+@router.post("/api/admin/annotators")
+def add_annotator(body: AnnotatorIn, _: Admin, ctx: Ctx) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        row, secret = auth.add_annotator(s, body.name, body.role)
+        return {"name": row.name, "role": row.role, "credential": secret}
+
+
+@router.post("/api/admin/annotators/{name}/deactivate")
+def deactivate(name: str, _: Admin, ctx: Ctx) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        row = auth.set_active(s, name, False)
+        return {"name": row.name, "active": row.active}
+
+
+@router.get("/api/admin/rounds")
+def rounds(_: Admin, ctx: Ctx) -> list[dict[str, Any]]:
+    with ctx.store.session(readonly=True) as s:
+        return oversight.rounds_progress(s)
+
+
+@router.get("/api/admin/quality")
+def quality(_: Admin, ctx: Ctx, round: RoundNo = None) -> dict[str, Any]:
+    with ctx.store.session(readonly=True) as s:
+        return oversight.quality(s, round)
+
+
+@router.get("/api/admin/gold")
+def gold(_: Admin, ctx: Ctx) -> list[dict[str, Any]]:
+    with ctx.store.session(readonly=True) as s:
+        return oversight.gold_tasks(s)
+
+
+@router.put("/api/admin/tasks/{task_id}/gold")
+def set_gold(task_id: TaskId, body: GoldIn, _: Admin, ctx: Ctx) -> dict[str, Any]:
+    with ctx.store.session() as s:
+        task = oversight.set_gold(s, task_id, body.ranking, body.unsafe, body.overlap)
+        return {"task": task.id, "gold": task.gold, "overlap": task.overlap}
+
+
+@router.get("/api/admin/export")
+def export(
+    _: Admin,
+    ctx: Ctx,
+    round: RoundNo = None,
+    kind: Annotated[str, Query(pattern="^(helpful|safety)$")] = "helpful",
+) -> Response:
+    if ctx.export is None:
+        raise HTTPException(501, "this server was started without an exporter")
+    rows = ctx.export(round, kind)
+    body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    name = f"preferences-{kind}-{'all' if round is None else f'iter-{round:03d}'}.jsonl"
+    return Response(body, media_type="application/x-ndjson",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
+def install(app: FastAPI, ctx: AppContext) -> None:
+    """Serve these routes on `app` over `ctx`: `app_context` reads it from `app.state`, so the
+    app's other routes that take `Ctx` (annotation/app.py) see the same one."""
+    app.state.ctx = ctx
+    app.include_router(router)
 
 
 def user_error_handler(_: Request, err: Exception) -> JSONResponse:

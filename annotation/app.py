@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 
@@ -59,6 +59,25 @@ def admin_dependency(request: Request) -> str | None:
     return who.name
 
 
+pages = APIRouter(include_in_schema=False)
+
+
+@pages.get(ui.SHORTCUTS_JS_PATH)
+def shortcuts() -> FileResponse:
+    return FileResponse(STATIC / "shortcuts.js", media_type="text/javascript")
+
+
+@pages.get("/leaderboard")
+def leaderboard(ctx: api.Ctx) -> FileResponse:
+    # A page written whole by the leaderboard builder (renamed into place): every model-made
+    # string in it is escaped, and its own CSP admits only its one script, by hash.
+    page = ctx.leaderboard
+    if page is None or not page.is_file():
+        raise HTTPException(404, "no leaderboard yet: it is written after each round's gate "
+                            "(or run `rlhf leaderboard build`)")
+    return FileResponse(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+
 async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     # FastAPI's own 422 in its own shape, less the values it would echo (see validation_details).
     return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
@@ -70,21 +89,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title=ctx.title, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     app.add_exception_handler(UserError, api.user_error_handler)
     app.add_exception_handler(RequestValidationError, _invalid)
-    app.include_router(api.router(ctx))
-
-    @app.get(ui.SHORTCUTS_JS_PATH, include_in_schema=False)
-    def shortcuts() -> FileResponse:
-        return FileResponse(STATIC / "shortcuts.js", media_type="text/javascript")
-
-    @app.get("/leaderboard", include_in_schema=False)
-    def leaderboard() -> FileResponse:
-        # A page written whole by the leaderboard builder (renamed into place): every model-made
-        # string in it is escaped, and its own CSP admits only its one script, by hash.
-        page = ctx.leaderboard
-        if page is None or not page.is_file():
-            raise HTTPException(404, "no leaderboard yet: it is written after each round's gate "
-                                "(or run `rlhf leaderboard build`)")
-        return FileResponse(page, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+    api.install(app, ctx)
+    app.include_router(pages)
 
     theme = _theme()
     screens = {"/ui": ui.build(ctx), "/admin": admin.build(ctx)}
