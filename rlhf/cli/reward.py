@@ -45,24 +45,11 @@ def resolve_models(names: list[str], workspace: Path) -> list[tuple[str, str]]:
     """(served name, path) for each --model: a registered reward model's name, else a folder."""
     from rlhf.core.models import locate
 
-    registered: dict[str, str] = {}
-    if (workspace / "rlhf.yaml").exists() and (workspace / "rlhf.db").exists():
-        from sqlalchemy import select
-
-        from rlhf.core import schema
-        from rlhf.core import store as st
-
-        store = st.Store.open(st.database_url(workspace / "rlhf.db"))
-        try:
-            with store.session() as s:
-                registered = {m.name: m.path for m in s.scalars(select(schema.Model).where(schema.Model.kind == "reward"))}
-        finally:
-            store.dispose()
+    registered = registered_reward_models(workspace) if (workspace / "rlhf.yaml").exists() else {}
     out: list[tuple[str, str]] = []
     for name in names:
         if name in registered:
-            out.append((name, str((workspace / registered[name]) if not Path(registered[name]).is_absolute()
-                                  else registered[name])))
+            out.append((name, registered[name]))
             continue
         path = locate(name, workspace)
         out.append((Path(path).name if Path(path).exists() else name, path))
@@ -71,6 +58,22 @@ def resolve_models(names: list[str], workspace: Path) -> list[tuple[str, str]]:
     if dupes:
         raise UserError(f"two --model values would be served under the same name: {', '.join(dupes)}")
     return out
+
+
+def registered_reward_models(workspace: Path) -> dict[str, str]:
+    """Name -> path of each reward model registered in the workspace's store.
+
+    Opened as every command opens it: a team's PostgreSQL store (RLHF_DATABASE_URL) has no
+    rlhf.db file beside rlhf.yaml, and its names must resolve all the same.
+    """
+    from sqlalchemy import select
+
+    from rlhf.core import schema
+    from rlhf.pipeline.project import Project
+
+    with Project.open(workspace) as project, project.store.session(readonly=True) as s:
+        return {m.name: str(project.ws.resolve(m.path))
+                for m in s.scalars(select(schema.Model).where(schema.Model.kind == "reward"))}
 
 
 def check_port(host: str, port: int) -> None:

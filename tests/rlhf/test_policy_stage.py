@@ -5,10 +5,10 @@ from __future__ import annotations
 from rlhf.core import store as st
 from rlhf.core.types import Completion, PromptRow
 from rlhf.core.workspace import open_workspace
+from rlhf.pipeline import methods
 from rlhf.pipeline.bootstrap import init
 from rlhf.pipeline.config import load as load_config
 from rlhf.pipeline.context import StageContext
-from rlhf.pipeline import methods
 from rlhf.pipeline.stages import policy
 
 
