@@ -7,6 +7,7 @@ before any engine starts, so they surface as one clear line whatever the backend
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from policy.backends.base import Backend, BackendError, SamplingParams, log, require_chat_template
@@ -65,8 +66,6 @@ def _preflight(path: str, root: Path | None, model_cfg: ModelConfig) -> str:
 
 
 def vllm_importable() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("vllm") is not None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import redirect_stdout
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -71,8 +72,6 @@ def status(iter: IterOpt, workspace: WorkspaceOpt = Path("."), as_json: JsonOpt 
 @app.command()
 def pull(iter: IterOpt, workspace: WorkspaceOpt = Path("."), as_json: JsonOpt = False, set_: SetOpt = None) -> None:
     """Store the submitted answers of the round's dataset as judgments (each once)."""
-    from dataclasses import asdict
-
     from annotation.argilla import sync
     from rlhf.pipeline.argilla import describe_pull, pull_details
 

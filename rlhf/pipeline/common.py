@@ -5,13 +5,18 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import select
 
 from rlhf.core import schema
 from rlhf.core import store as st
+from rlhf.core.distributed import is_main_process
+from rlhf.core.failpoint import failpoint
 from rlhf.core.models import load_causal_lm, load_reward_model, load_tokenizer
 from rlhf.core.records import prompt_row
 from rlhf.core.types import PromptRow
+from rlhf.core.workspace import atomic_file
 
 
 def load_policy(ctx, model_path: str):
@@ -81,11 +86,6 @@ def latest_models(ctx, kind: str, method: str) -> schema.Model | None:
 
 def write_parquet(table, final: Path) -> None:
     """Write a pandas DataFrame or a pyarrow Table to `final` atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rlhf.core.workspace import atomic_file
-
     if not isinstance(table, pa.Table):
         table = pa.Table.from_pandas(table, preserve_index=False)
     with atomic_file(final) as tmp:
@@ -97,9 +97,6 @@ def complete(ctx, stage: str, summary: dict, artifacts=(), extra=None) -> None:
 
     In a distributed launch only the main process writes (the others trained the same
     model on the same data; their copies of the artifacts were discarded)."""
-    from rlhf.core.distributed import is_main_process
-    from rlhf.core.failpoint import failpoint
-
     if not is_main_process():
         return
     with ctx.store.session() as s:

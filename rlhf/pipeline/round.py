@@ -16,6 +16,7 @@ process at a time per workspace: a second one stops with an error naming the fir
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -28,23 +29,25 @@ from typing import Any
 from rich.console import Console
 from sqlalchemy import delete, func, select, update
 
+from rlhf.core import schema
 from rlhf.core import store as st
 from rlhf.core.distributed import cores_per_process, is_main_process, main_process_first
 from rlhf.core.errors import UserError
 from rlhf.core.failpoint import failpoint
+from rlhf.core.models import locate, set_threads
 from rlhf.core.store import Store
 from rlhf.core.workspace import Workspace, sweep_temporaries
 from rlhf.pipeline.config import STAGES, Config
 from rlhf.pipeline.context import REPORTS, StageContext
 from rlhf.pipeline.launcher import check as check_launcher
 from rlhf.pipeline.launcher import stage_command
+from rlhf.pipeline.stages import annotate, evaluate, gate, generate, leaderboard, policy, reward
+from rlhf.pipeline.stages.generate import refuse_if_annotated
 
 console = Console(stderr=True)
 
 
 def _stage_functions() -> dict[str, Callable[[StageContext], dict[str, Any]]]:
-    from rlhf.pipeline.stages import annotate, evaluate, gate, generate, policy, reward
-
     return {
         "generate": generate.run,
         "annotate": annotate.run,
@@ -83,8 +86,6 @@ def open_round(ws: Workspace, cfg: Config, store: Store, iteration: int) -> tupl
 
 def _register_start_policy(ws: Workspace, cfg: Config, s):
     """Round 1 of a workspace without a registered SFT model starts from `model.policy`."""
-    from rlhf.core.models import locate
-
     where = locate(cfg.model.policy, ws.root)
     return st.register_model(s, "sft", "sft", ws.relative(Path(where)) if Path(where).exists() else where,
                              lineage={"from": cfg.model.policy})
@@ -102,8 +103,6 @@ def workspace_lock(ws: Workspace, iteration: int) -> Iterator[int]:
     left to clean up. The file's content (holder pid, round, start) is only there for the
     error message.
     """
-    import fcntl
-
     path = ws.root / LOCK_FILE
     try:
         f = open(path, "a+", encoding="utf-8")
@@ -159,8 +158,6 @@ def run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: 
 
 def _run_round(ws: Workspace, cfg: Config, iteration: int, annotator: str, redo: list[str],
                overrides: list[str], only: str | None, keep_fds: tuple[int, ...]) -> dict[str, Any]:
-    from rlhf.core.models import set_threads
-
     store = ws.open_store()
     try:
         if cfg.round.launcher.stages and not only:
@@ -212,8 +209,6 @@ def _write_leaderboard(ctx: StageContext) -> None:
     Written by the round, not inside the gate stage: a round killed after the gate's commit
     (while the page was being written) has nothing left to run, and its rerun comes here.
     """
-    from rlhf.pipeline.stages import leaderboard
-
     with ctx.store.session(readonly=True) as s:
         if st.get_round(s, ctx.iter).status != "complete":
             return
@@ -228,16 +223,12 @@ def _reset_for_redo(ws: Workspace, store: Store, round_id: int, iteration: int, 
     Refused (before anything changes) once a later round exists: that round started from this
     one's promoted policy and reward models, and redoing them would change its ground.
     """
-    from rlhf.core import schema
-
     with store.session(readonly=True) as s:
         later = s.scalar(select(func.min(schema.Round.iter)).where(schema.Round.iter > iteration))
         if later is not None:
             raise UserError(f"round {later} already started from round {iteration}'s results, so round {iteration} "
                             f"cannot be redone; nothing was changed. Redo stages of round {later} instead")
         if first == "generate":
-            from rlhf.pipeline.stages.generate import refuse_if_annotated
-
             refuse_if_annotated(s, round_id, iteration)
     reset = STAGES[STAGES.index(first):]
     with store.session() as s:

@@ -11,6 +11,7 @@ from rlhf.core import schema
 from rlhf.core.errors import WaitingForHumans
 from rlhf.core.failpoint import failpoint
 from rlhf.core.types import PromptRow
+from rlhf.pipeline.argilla import sync_round
 from rlhf.pipeline.common import complete, write_parquet
 
 
@@ -49,8 +50,6 @@ def run(ctx) -> dict:
         created = queue.create_tasks(s, ctx.round_id, a.overlap, ctx.seed("tasks"))
     via_argilla: dict = {}
     if ctx.annotator == "human" and a.frontend == "argilla":
-        from rlhf.pipeline.argilla import sync_round
-
         via_argilla = sync_round(ctx)  # exits 75 (WaitingForHumans) until Argilla's quota is met
     if ctx.annotator == "simulated":
         names = [f"sim-{i + 1}" for i in range(a.simulated.count)]
