@@ -312,6 +312,9 @@ def test_a_module_outside_every_floor_is_reported(tree: Path):
 
 def main(argv: list[str]) -> int:
     root = Path(argv[0]) if argv else REPO
+    if not module_files(root):
+        print(f"no modules of {', '.join(PACKAGES)} under {root}: nothing to check")
+        return 2
     report = check_layers(root)
     if report.ok:
         print(f"layering holds ({len(module_files(root))} modules under {root})")
