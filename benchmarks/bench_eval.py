@@ -41,19 +41,30 @@ def build_workspace(where: Path) -> Path:
 
 def prepare(ws: Path) -> None:
     """Round 1 up to the policy stage: reward models and one candidate registered, stages marked done."""
+    import torch
+
     from rlhf.core import store as st
+    from rlhf.core.models import load_reward_model, load_tokenizer
     from rlhf.core.workspace import open_workspace
     from rlhf.pipeline.config import STAGES
     from rlhf.pipeline.round import open_round
 
     shutil.copytree(ws / "models" / "sft", ws / "models" / "policy-iter-001-copy")
+    # Scoring refuses a checkpoint without a reward head (its scores would change with every load):
+    # the SFT weights are saved once with a fresh, seeded one.
+    torch.manual_seed(0)
+    rm, tok = load_reward_model(str(ws / "models" / "sft")), load_tokenizer(str(ws / "models" / "sft"))
+    rm.config.pad_token_id = tok.pad_token_id
+    rm.save_pretrained(ws / "models" / "rm-bench", safe_serialization=True)
+    tok.save_pretrained(ws / "models" / "rm-bench")
     w = open_workspace(ws)
     store = st.Store.open(st.database_url(w.db_path))
     try:
         round_id, sft_id = open_round(w, load_config(w.config_path), store, 1)
         with store.session() as s:
             for head in ("helpful", "safety"):
-                st.register_model(s, f"rm-{head}-iter-001", "reward", "models/sft", round_iter=1, method=f"rm-{head}")
+                st.register_model(s, f"rm-{head}-iter-001", "reward", "models/rm-bench", round_iter=1,
+                                  method=f"rm-{head}")
             st.register_model(s, "policy-iter-001-copy", "policy", "models/policy-iter-001-copy", parent_id=sft_id,
                               round_iter=1, method="copy", status="candidate")
             for stage in STAGES[: STAGES.index("evaluate")]:

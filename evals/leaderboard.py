@@ -23,6 +23,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from evals.metric_names import BOARD_SCATTER
 from evals.plots import PALETTE, esc, fmt, metrics_of, num, over_rounds, round_of, scatter
 from rlhf.core.errors import UserError
 
@@ -275,7 +276,7 @@ def render(
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
     wanted = metrics if plot_metrics is None else [m for m in plot_metrics if m in metrics]
     plots = "".join(over_rounds(m, rows, colors) for m in wanted)
-    plots += scatter("kl", "reward_helpful_mean", rows, colors)
+    plots += scatter(*BOARD_SCATTER, rows, colors)
     legend = "".join(
         f'<span><i style="background:{c}"></i>{esc(m or "no method")}</span>' for m, c in colors.items()
     )

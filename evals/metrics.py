@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import torch
 
 from evals.checks import judge
+from rlhf.core.chat import assistant_batch, reply_ids
 from rlhf.core.types import Completion, Message, PromptRow
 
 Key = tuple[int, int]  # (prompt id, sample index)
@@ -83,12 +84,6 @@ def outcome(a: float, b: float) -> float:
     return 1.0 if a > b else 0.0
 
 
-def _assistant_batch(tokenizer, conversations: list[list[Message]]):
-    enc = tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True, padding=True, return_tensors="pt")
-    return enc["input_ids"], enc["attention_mask"], enc["assistant_masks"].bool() & enc["attention_mask"].bool()
-
-
 @torch.no_grad()
 def _token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log p(token t | tokens < t) for t >= 1, shape (batch, len - 1)."""
@@ -102,7 +97,7 @@ def perplexity(model, tokenizer, conversations: list[dict], batch_size: int = 32
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(conversations), batch_size):
-        ids, mask, target = _assistant_batch(tokenizer, [c["messages"] for c in conversations[start : start + batch_size]])
+        ids, mask, target = assistant_batch(tokenizer, [c["messages"] for c in conversations[start : start + batch_size]])
         lp = _token_logprobs(model, ids, mask)
         sel = target[:, 1:]
         total -= float(lp[sel].sum())
@@ -110,19 +105,13 @@ def perplexity(model, tokenizer, conversations: list[dict], batch_size: int = 32
     return math.exp(total / max(count, 1))
 
 
-def _ids(tokenizer, messages: list[Message], generation_prompt: bool) -> list[int]:
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True,
-                                              return_dict=False))
-
-
 @torch.no_grad()
 def response_logprobs(model, tokenizer, items: list[tuple[list[Message], str]], batch_size: int = 32) -> list[float]:
     """Summed log-probability of each response given its prompt, in the chat template.
 
-    The response's tokens are those the full conversation has after the prompt rendered with
-    its generation prompt (so any template works, with or without `{% generation %}` marks),
-    end-of-turn tokens included, as sampling produced them. The text is tokenized again, so a
-    sample is scored as its canonical tokenization.
+    The response's tokens are those `rlhf.core.chat.reply_ids` splits off, end-of-turn tokens
+    included, as sampling produced them (none where the template gives no clean split). The text
+    is tokenized again, so a sample is scored as its canonical tokenization.
     """
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -130,10 +119,9 @@ def response_logprobs(model, tokenizer, items: list[tuple[list[Message], str]], 
     for start in range(0, len(items), batch_size):
         seqs, starts = [], []
         for prompt, response in items[start : start + batch_size]:
-            head = _ids(tokenizer, prompt, True)
-            full = _ids(tokenizer, [*prompt, {"role": "assistant", "content": response}], False)
+            full, begin = reply_ids(tokenizer, prompt, response)
             seqs.append(full)
-            starts.append(len(head) if full[: len(head)] == head else len(full))
+            starts.append(len(full) if begin is None else begin)
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)

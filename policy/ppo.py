@@ -56,6 +56,7 @@ from policy.ppo_math import (
     whiten,
 )
 from rlhf.core import checkpoints
+from rlhf.core.chat import reply_ids, text_ids
 from rlhf.core.errors import UserError
 from rlhf.core.trainer_args import TrainRun
 from rlhf.core.types import Completion, PromptRow
@@ -106,10 +107,8 @@ def encode_rollout(tokenizer, rows: list[PromptRow], completions: list[Completio
             ids = list(c.token_ids)
         else:
             # A backend that returns only text: the completion as the chat template renders it.
-            full = list(tokenizer.apply_chat_template([*row.messages, {"role": "assistant", "content": c.text}],
-                                                      tokenize=True, return_dict=False))
-            ids = (full[len(query):] if full[: len(query)] == query
-                   else tokenizer(c.text, add_special_tokens=False).input_ids)
+            full, start = reply_ids(tokenizer, row.messages, c.text, head=query)
+            ids = full[start:] if start is not None else text_ids(tokenizer, c.text)
         stopped = c.finish_reason == "stop"
         ids = [t for t in ids if t != eos][:max_new_tokens] + ([eos] if stopped else [])
         responses.append(ids)

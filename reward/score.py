@@ -10,31 +10,19 @@ from __future__ import annotations
 import torch
 
 from reward.scored_hidden import scored_hidden
+from rlhf.core.chat import render, text_ids, with_reply
 from rlhf.core.models import trained_length
 from rlhf.core.types import Message
 
 
-def _ids(tokenizer, text: str) -> list[int]:
-    """What `tokenizer(text, add_special_tokens=False)` gives, without its Python overhead when safe.
-
-    apply_chat_template(tokenize=True) renders and then tokenizes exactly like this; calling
-    the Rust backend directly is 2-3x cheaper (it matters to the API's per-request cost), but
-    only while no truncation or padding state was left on it by an earlier call.
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and backend.truncation is None and backend.padding is None:
-        return backend.encode(text, add_special_tokens=False).ids
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def encode_conversation(tokenizer, messages: list[Message]) -> list[int]:
     """Token ids of a conversation in the model's chat template (scored at its last token)."""
-    return _ids(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False))
+    return render(tokenizer, messages)
 
 
 def encode(tokenizer, prompt: list[Message], response: str) -> list[int]:
     """Token ids of a conversation ending with `response`, in the model's chat template."""
-    return encode_conversation(tokenizer, [*prompt, {"role": "assistant", "content": response}])
+    return render(tokenizer, with_reply(prompt, response))
 
 
 def encode_text(tokenizer, text: str) -> list[int]:
@@ -47,7 +35,7 @@ def encode_text(tokenizer, text: str) -> list[int]:
         if tok:
             while text.endswith(tok):
                 text = text[: -len(tok)]
-    ids = _ids(tokenizer, text)
+    ids = text_ids(tokenizer, text)
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     return ids

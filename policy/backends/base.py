@@ -13,7 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from rlhf.core.errors import UserError
+from rlhf.core import chat
+from rlhf.core.chat import require_chat_template as require_chat_template  # the backends import it from here
 from rlhf.core.types import Completion, PromptRow
 
 
@@ -65,15 +66,8 @@ def log(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def require_chat_template(tokenizer, model: str) -> None:
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError(f"model {model}: its tokenizer has no chat template, so conversations cannot be "
-                        "turned into prompts (add `chat_template` to tokenizer_config.json)")
-
-
 def prompt_ids(tokenizer, rows: list[PromptRow]) -> list[list[int]]:
-    return [list(tokenizer.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=True,
-                                               return_dict=False)) for r in rows]
+    return [chat.prompt_ids(tokenizer, r.messages) for r in rows]
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

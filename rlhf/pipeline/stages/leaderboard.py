@@ -9,15 +9,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from evals.leaderboard import write_leaderboard
+from evals.metric_names import BOARD_COLUMNS, BOARD_PLOTS
 from evals.ratings import Match, rate
 from rlhf.core import schema
 from rlhf.core.store import Store
 from rlhf.pipeline.results import first_metrics, gate_of, human_matches, match_counts
 
-METRIC_ORDER = ("win_rate_vs_sft", "safety_violation_rate", "over_refusal_rate", "kl", "mean_length",
-                "helpful_accuracy", "win_rate_vs_incumbent", "judge_win_rate_vs_incumbent", "reward_helpful_mean",
-                "safety_reward_mean", "chatter_rate", "perplexity")
-PLOTTED = ("win_rate_vs_sft", "helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "kl", "mean_length")
 RM_FIELDS = ("accuracy", "ece", "train_pairs", "test_pairs", "train_accuracy", "mean_score")
 # Labels of the two rating sources, kept apart on the page.
 RATING_SOURCES = {"reward_model": "reward-model matches on the eval prompts",
@@ -67,6 +64,6 @@ def reward_model_rows(store: Store) -> list[dict]:
 
 
 def build(store: Store, out_dir: Path, title: str, bootstrap: int = 200, seed: int = 0) -> Path:
-    return write_leaderboard(leaderboard_rows(store, bootstrap, seed), out_dir, title, metric_order=METRIC_ORDER,
-                             plot_metrics=PLOTTED, reward_models=reward_model_rows(store),
+    return write_leaderboard(leaderboard_rows(store, bootstrap, seed), out_dir, title, metric_order=BOARD_COLUMNS,
+                             plot_metrics=BOARD_PLOTS, reward_models=reward_model_rows(store),
                              rating_sources=RATING_SOURCES)
