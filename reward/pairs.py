@@ -15,6 +15,10 @@ Bradley-Terry model learns a probability near 1/2 for that pair instead of a coi
 verdict. Held-out accuracy counts every judgment's pairs the same way, and the report splits
 it by agreement: each pair carries the share of the task's annotators who ordered the two
 candidates the same way (`JudgedPair.agreement`), bucketed by `agreement_bucket`.
+
+Imported pairs (`rlhf preferences import`) come as `ImportedPair`s: each names its source and
+whether it is held out (chosen at import time, by prompt). They train beside the judgments'
+pairs; the report counts them in their own agreement bucket, `imported`, and per source.
 """
 
 from __future__ import annotations
@@ -52,6 +56,22 @@ class JudgedPair(PreferencePair):
     agreement: float = 1.0
 
 
+JUDGMENTS = "judgments"  # the source of the pairs made from the workspace's own judgments
+
+
+@dataclass(frozen=True)
+class ImportedPair(PreferencePair):
+    """A pair imported from outside the workspace: where it came from and its split."""
+
+    source: str = ""
+    held_out: bool = False
+
+
+def source_of(p: PreferencePair) -> str:
+    """The pair's source: an import's name, or `judgments`."""
+    return p.source if isinstance(p, ImportedPair) else JUDGMENTS
+
+
 @dataclass
 class PairSet:
     helpful: list[PreferencePair] = field(default_factory=list)
@@ -76,7 +96,10 @@ def _safety_order(j: Judgment) -> list[tuple[int, int]]:
 
 
 def agreement_bucket(p: PreferencePair) -> str:
-    """single: one annotator; unanimous: all agree; majority: more than half; contested: the rest."""
+    """single: one annotator; unanimous: all agree; majority: more than half; contested: the rest;
+    imported: no annotator of this workspace judged it."""
+    if isinstance(p, ImportedPair):
+        return "imported"
     judges = getattr(p, "judges", 1)
     agreement = getattr(p, "agreement", 1.0)
     if judges <= 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from reward.pairs import agreement_bucket
+from reward.pairs import JUDGMENTS, agreement_bucket, source_of
 from rlhf.core.types import PreferencePair
 
 
@@ -61,8 +61,17 @@ def by_agreement(pairs: list[PreferencePair], gaps: list[float]) -> dict[str, di
     buckets: dict[str, list[float]] = {}
     for p, g in zip(pairs, gaps, strict=True):
         buckets.setdefault(agreement_bucket(p), []).append(g)
-    order = ("unanimous", "majority", "contested", "single")
+    order = ("unanimous", "majority", "contested", "single", "imported")
     return {k: {"pairs": len(buckets[k]), "accuracy": _accuracy(buckets[k])} for k in order if k in buckets}
+
+
+def by_source(pairs: list[PreferencePair], gaps: list[float]) -> dict[str, dict]:
+    """Held-out accuracy per source: `judgments` (the workspace's own) first, then each import by name."""
+    groups: dict[str, list[float]] = {}
+    for p, g in zip(pairs, gaps, strict=True):
+        groups.setdefault(source_of(p), []).append(g)
+    order = sorted(groups, key=lambda k: (k != JUDGMENTS, k))
+    return {k: {"pairs": len(groups[k]), "accuracy": _accuracy(groups[k])} for k in order}
 
 
 def report(pairs: list[PreferencePair], chosen_scores: list[float], rejected_scores: list[float]) -> dict:
@@ -76,6 +85,7 @@ def report(pairs: list[PreferencePair], chosen_scores: list[float], rejected_sco
         # Near 0 when reward centering works (TRL's center_rewards_coefficient).
         "mean_score": sum(chosen_scores + rejected_scores) / (2 * len(gaps)) if gaps else float("nan"),
         "by_agreement": by_agreement(pairs, gaps),
+        "by_source": by_source(pairs, gaps),
         # Chosen and rejected counted on shared edges: how far apart the two distributions sit.
         "score_histogram": histogram(chosen_scores + rejected_scores, chosen=chosen_scores, rejected=rejected_scores),
     }

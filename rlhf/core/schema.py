@@ -252,3 +252,27 @@ class GateDecision(Base):
     checks: Mapped[list[Any]] = mapped_column(JSON, default=list)
     decision: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+PREFERENCE_HEADS = ("helpful", "safety")
+PREFERENCE_SPLITS = ("train", "heldout")
+
+
+class ImportedPreference(Base):
+    """A preference pair from outside the workspace (`rlhf preferences import`): the reward stage
+    trains its head on these beside the pairs of the workspace's own judgments."""
+
+    __tablename__ = "imported_preferences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # A content hash of (head, prompt, chosen, rejected): importing the same pair again adds nothing.
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(256), index=True)
+    head: Mapped[str] = mapped_column(String(16), index=True)
+    prompt: Mapped[list[Any]] = mapped_column(JSON)
+    chosen: Mapped[str] = mapped_column(Text)
+    rejected: Mapped[str] = mapped_column(Text)
+    margin: Mapped[float] = mapped_column(Float, default=0.0)
+    # train or heldout; one prompt is never in both (per head).
+    split: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
