@@ -103,6 +103,23 @@ class _TrueScores:
         return {c: self.cache[c][0] for c in ids}, {c: self.cache[c][1] for c in ids}
 
 
+def unreferenced_prompts(s: Session, round_id: int) -> int:
+    """How many prompts of the round's tasks carry no reference answer."""
+    refs = s.scalars(select(schema.Prompt.reference).join(schema.Task, schema.Task.prompt_id == schema.Prompt.id)
+                     .where(schema.Task.round_id == round_id))
+    return sum(1 for r in refs if r is None)
+
+
+def require_references(s: Session, round_id: int, iteration: int | None = None) -> None:
+    """Simulated annotators judge against each prompt's reference answer: refuse a round with
+    prompts that have none, rather than rank their candidates by nothing."""
+    missing = unreferenced_prompts(s, round_id)
+    if missing:
+        which = f"round {iteration}" if iteration is not None else f"round id {round_id}"
+        raise UserError(f"{which}: simulated annotators cannot judge {missing} prompt(s) that have no reference answer; "
+                        "import prompts with a `reference` (README, \"The workspace\") or run the round with --annotator human")
+
+
 def simulate(
     s: Session,
     round_id: int,

@@ -25,6 +25,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer v
 
 from rlhf.cli import annotate as cli_annotate
 from rlhf.cli import argilla as cli_argilla
+from rlhf.cli import data as cli_data
 from rlhf.cli import generate as cli_generate
 from rlhf.cli import reward as cli_reward
 from rlhf.cli.options import SetOpt, WorkspaceOpt
@@ -34,9 +35,7 @@ from rlhf.pipeline.project import Project
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="RLHF workbench: generate, annotate, train reward models, update the policy, evaluate, gate.")
-prompts_app = typer.Typer(no_args_is_help=True, help="Manage the workspace's prompts.")
 leaderboard_app = typer.Typer(no_args_is_help=True, help="The leaderboard page.")
-app.add_typer(prompts_app, name="prompts")
 app.add_typer(leaderboard_app, name="leaderboard")
 # Sub-commands that live in their own modules register here (one line each).
 app.command("generate")(cli_generate.generate)
@@ -44,6 +43,8 @@ app.add_typer(cli_reward.app, name="reward")
 app.add_typer(cli_annotate.app, name="annotate")
 app.add_typer(cli_annotate.annotators_app, name="annotators")
 app.add_typer(cli_argilla.app, name="argilla")
+app.add_typer(cli_data.prompts_app, name="prompts")
+app.add_typer(cli_data.preferences_app, name="preferences")
 out = Console()
 err = Console(stderr=True)
 
@@ -59,16 +60,42 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder to create the workspace in.")],
     demo: Annotated[bool, typer.Option("--demo", help="Build the offline demo: data, tokenizer, base and SFT models.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild an existing workspace from scratch.")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Start from this model: a GGUF file (converted into models/base), a local model folder "
+        "(referenced) or a hub id org/name (at model.revision).")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Create a workspace."""
+    import shlex
+
     from rlhf.pipeline.bootstrap import init as do_init
 
-    do_init(directory, demo, force, set_ or [])
+    report = do_init(directory, demo, force, set_ or [], model=model)
     # Paths are the user's text: rich must not read markup in them (here and below).
     out.print(f"workspace ready: {directory}", markup=False)
     if demo:
         out.print(f"next: rlhf round --iter 1 --workspace {directory}", markup=False)
+        return
+    w = shlex.quote(str(directory))
+    steps = []
+    if "model" in report:
+        out.print(f"starting model (round 1's incumbent): {report['model']['policy']}", markup=False, soft_wrap=True)
+    else:
+        steps.append(("choose the starting model: set model.policy in rlhf.yaml, or start again from one",
+                      [f"rlhf init {w} --force --model FILE.gguf|FOLDER|ORG/NAME"]))
+    steps += [
+        ("import prompts (JSONL rows with `messages`; optional `reference`, `tags`, `split`)",
+         [f"rlhf prompts import prompts.jsonl -w {w}"]),
+        ("add annotators (each gets a login, shown once) and serve the judging UI",
+         [f"rlhf annotators add NAME -w {w}", f"rlhf annotate serve -w {w}"]),
+        ("run round 1 (it exits 75 while judgments are missing; run it again when they are in)",
+         [f"rlhf round --iter 1 -w {w}"]),
+    ]
+    out.print("next steps:", markup=False)
+    for n, (what, commands) in enumerate(steps, 1):
+        out.print(f"  {n}. {what}:", markup=False, soft_wrap=True)
+        for c in commands:
+            out.print(f"       {c}", markup=False, soft_wrap=True)  # one line, to copy whole
 
 
 @app.command("round")
@@ -123,21 +150,6 @@ def status(
         print(json.dumps(info, indent=2, default=str))
     else:
         render(info, out)
-
-
-@prompts_app.command("import")
-def prompts_import(
-    file: Annotated[Path, typer.Argument(help="JSONL with `messages` (and optional tags, reference, split).")],
-    workspace: WorkspaceOpt = Path("."),
-    split: Annotated[str | None, typer.Option(help="train or eval (default: each row's split, else train).")] = None,
-    set_: SetOpt = None,
-) -> None:
-    """Add prompts to the workspace (rows already present are skipped)."""
-    from rlhf.pipeline.bootstrap import import_prompts
-
-    with Project.open(workspace, set_) as p:
-        added = import_prompts(p.store, file, split)
-    out.print(f"{added} new prompts from {file}", markup=False)
 
 
 @leaderboard_app.command("build")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rlhf.core.errors import UserError
 from rlhf.core.settings import Section
@@ -23,6 +23,17 @@ class ModelConfig(Section):
     policy: str = Field("models/sft", description="Starting policy for round 1: a workspace path or a hub id.")
     trust_remote_code: bool = Field(False, description="Allow custom modelling code shipped with a model.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Weights dtype for training and generation.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of a hub-id `model.policy`; "
+                                 "`rlhf init --model` records the commit it resolves to in the SFT model's lineage.")
+    chat_template: str | None = Field(None, description="Chat template override: a .jinja file (relative to the "
+                                      "workspace) or an inline template; null = the tokenizer's own. `rlhf init --model` "
+                                      "checks with it and saves it into a converted GGUF's tokenizer.")
+
+    @field_validator("revision", mode="before")
+    @classmethod
+    def _revision_text(cls, value: Any) -> Any:
+        # `--set model.revision=1234567` reads as a number in YAML; a revision is always text.
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def _check_local(path: Path) -> None:
@@ -79,22 +90,49 @@ def _wrap(fn, name: str):
         raise UserError(f"cannot load model {name!r}: its safetensors weights are damaged ({err})") from None
 
 
-def load_tokenizer(name: str, root: Path | None = None, trust_remote_code: bool = False):
+def chat_template_text(template: str | None, root: Path | None = None) -> str | None:
+    """`model.chat_template` as template text: a value with `{{` or `{%` is the template itself,
+    anything else a file path (relative to the workspace `root`, else to the current folder)."""
+    if template is None or "{{" in template or "{%" in template:
+        return template
+    path = Path(template).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    if not path.is_file():
+        raise UserError(f"model.chat_template: {path} is not a file (give a .jinja file in the workspace "
+                        "or an inline template)")
+    return path.read_text(encoding="utf-8")
+
+
+def load_tokenizer(name: str, root: Path | None = None, trust_remote_code: bool = False,
+                   chat_template: str | None = None, revision: str | None = None):
+    """The tokenizer of `name`, padding on the left; `chat_template` (`model.chat_template`)
+    replaces its own template, `revision` (`model.revision`) picks a hub revision."""
     from transformers import AutoTokenizer
 
     where = locate(name, root)
-    tok = _wrap(lambda: AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code), name)
+    template = chat_template_text(chat_template, root)
+    tok = _wrap(lambda: AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code,
+                                                      **_hub(where, revision)), name)
+    if template is not None:
+        tok.chat_template = template
     tok.padding_side = "left"  # decoder-only generation needs prompts flush right
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def load_causal_lm(name: str, root: Path | None = None, trust_remote_code: bool = False, dtype: str | None = "float32"):
+def _hub(where: str, revision: str | None) -> dict[str, Any]:
+    return {"revision": revision} if revision and not Path(where).exists() else {}
+
+
+def load_causal_lm(name: str, root: Path | None = None, trust_remote_code: bool = False, dtype: str | None = "float32",
+                   revision: str | None = None):
     from transformers import AutoModelForCausalLM
 
     where = locate(name, root)
-    return _wrap(lambda: AutoModelForCausalLM.from_pretrained(where, **_kwargs(trust_remote_code, dtype)), name)
+    return _wrap(lambda: AutoModelForCausalLM.from_pretrained(where, **_kwargs(trust_remote_code, dtype),
+                                                              **_hub(where, revision)), name)
 
 
 # The longest input (in tokens) a reward model was trained on, kept in its config.json. Scoring

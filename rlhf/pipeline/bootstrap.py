@@ -1,4 +1,8 @@
-"""`rlhf init DIR [--demo]`: a new workspace, and for the demo its data and models.
+"""`rlhf init DIR [--demo | --model SOURCE]`: a new workspace, and for the demo its data and models.
+
+With `--model` the workspace starts from the user's model (a GGUF file converted into
+`models/base`, a local folder, or a hub id; see `rlhf.core.model_source`), registered as its SFT
+model so that round 1 starts from it.
 
 The demo is built offline: task data from `rlhf.pipeline.demo`, a byte-level BPE tokenizer and
 a small Llama pretrained from scratch, then an SFT model (TRL SFTTrainer) on
@@ -7,7 +11,6 @@ conversations with 20% held out. Glue code: it calls into `policy`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from sqlalchemy import select
 
-from evals.checks import check_reference
-from rlhf.core import schema
+from rlhf.core import model_source
 from rlhf.core import store as st
 from rlhf.core.errors import UserError
-from rlhf.core.jsonl import numbered_rows, prompt_messages, write_jsonl
+from rlhf.core.jsonl import write_jsonl
 from rlhf.core.workspace import Workspace, atomic_dir, atomic_file
 from rlhf.pipeline import config as config_mod
+from rlhf.pipeline.imports import import_prompts  # `rlhf prompts import` lives in imports.py
 
 console = Console(stderr=True)
 
@@ -39,71 +41,11 @@ Rank the responses from best to worst.
 """
 
 
-def prompt_key(split: str, messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps([split, messages], sort_keys=True).encode()).hexdigest()
-
-
-
-
-def import_prompts(store: st.Store, path: Path, split: str | None = None, source: str | None = None) -> int:
-    """Add prompts from a JSONL file (`messages`, optional `tags`, `reference`, `split`); returns how many were new.
-
-    Every line is checked before anything is stored, so a bad file adds nothing.
-    """
-    if split is not None and split not in schema.SPLITS:
-        raise UserError(f"--split must be train or eval, not {split!r}")
-    new: dict[str, dict[str, Any]] = {}
-    lines: dict[str, int] = {}
-    for n, row in numbered_rows(path):
-        where = f"{path}:{n}"
-        msgs = prompt_messages(row, where)
-        sp = split or row.get("split", "train")
-        if sp not in schema.SPLITS:
-            raise UserError(f"{where}: split must be train or eval, not {sp!r}")
-        tags = row.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise UserError(f"{where}: tags must be a list of strings")
-        reference = row.get("reference")
-        if reference is not None:
-            reference = check_reference(reference, where)
-        key = prompt_key(sp, msgs)
-        # A repeated line is the same prompt: the first one counts, as on a re-import.
-        if key not in new:
-            new[key] = dict(key=key, split=sp, messages=msgs, tags=tags, reference=reference,
-                            source=source or path.name)
-            lines[key] = n
-    with store.session() as s:
-        have = set(s.scalars(select(schema.Prompt.key)))
-        _refuse_both_splits(path, new, lines, have)
-        added = [schema.Prompt(**r) for key, r in new.items() if key not in have]
-        s.add_all(added)
-        return len(added)
-
-
-def _refuse_both_splits(path: Path, new: dict[str, dict[str, Any]], lines: dict[str, int], have: set[str]) -> None:
-    """Held-out prompts must never appear in training data: refuse a prompt that is (or is being
-    imported) in the other split too."""
-    clash: dict[str, list[int]] = {sp: [] for sp in schema.SPLITS}
-    for key, r in new.items():
-        other = prompt_key(_other_split(r["split"]), r["messages"])
-        if other in have or other in new:
-            clash[r["split"]].append(lines[key])
-    said = []
-    for sp, ns in clash.items():
-        if ns:
-            more = f" and {len(ns) - 10} more" if len(ns) > 10 else ""
-            said.append(f"{len(ns)} {sp} prompt(s) are also {_other_split(sp)} prompts "
-                        f"(line(s) {', '.join(map(str, ns[:10]))}{more})")
-    if said:
-        raise UserError(f"{path}: {'; '.join(said)}; held-out eval prompts must never appear in training data")
-
-
-def _other_split(split: str) -> str:
-    return "eval" if split == "train" else "train"
-
-
-def new_config(overrides: list[str], project: str) -> config_mod.Config:
-    return config_mod.validate(config_mod.apply_overrides({"project": project}, overrides), "--set")
+def new_config(overrides: list[str], project: str, policy: str | None = None) -> config_mod.Config:
+    data = config_mod.apply_overrides({"project": project}, overrides)
+    if policy is not None:  # set as data, not as a --set string, so that no path is read as YAML
+        data.setdefault("model", {})["policy"] = policy
+    return config_mod.validate(data, "--set")
 
 
 def write_config(ws: Workspace, cfg: config_mod.Config) -> None:
@@ -112,8 +54,12 @@ def write_config(ws: Workspace, cfg: config_mod.Config) -> None:
                        + config_mod.dump(cfg))
 
 
-def init(root: Path, demo: bool, force: bool, overrides: list[str]) -> dict[str, Any]:
-    """Create the workspace `root` (with `force`, rebuild the one there).
+def init(root: Path, demo: bool, force: bool, overrides: list[str], model: str | None = None) -> dict[str, Any]:
+    """Create the workspace `root` (with `force`, rebuild the one there), starting from `model`
+    (`--model`: a GGUF file, a local folder or a hub id) when given.
+
+    Outside the demo, `annotation.annotator` is `human` unless `overrides` say otherwise:
+    simulated annotators need a reference answer for every prompt, which real prompts rarely have.
 
     Everything that can be checked is checked before the disk is touched; then the workspace is
     built in a staging folder inside `root` and moved into place only once complete, so a failed
@@ -125,7 +71,23 @@ def init(root: Path, demo: bool, force: bool, overrides: list[str]) -> dict[str,
     replace = Workspace(root).config_path.exists()
     if replace and not force:
         raise UserError(f"{root} is already a workspace (use --force to rebuild it)")
+    if demo and model is not None:
+        raise UserError("--demo builds its own models; it cannot be combined with --model")
+    if not demo:
+        overrides = ["annotation.annotator=human", *overrides]
     cfg = new_config(overrides, project="demo" if demo else root.resolve().name)
+    source, checked, template = None, {}, None
+    if model is not None:
+        # Everything about the model that can fail fast (a missing path, not a GGUF, offline
+        # hub, no chat template) fails here, before the disk is touched.
+        source = model_source.classify(model)
+        if replace and source.kind != "hub" and Path(source.location).is_relative_to(root.resolve()):
+            raise UserError(f"--model {model} is inside {root}, which --force empties first; move it out of the workspace")
+        m = cfg.model
+        checked = model_source.check(source, root, m.trust_remote_code, m.chat_template, m.revision)
+        template = model_source.chat_template_text(m.chat_template, root)  # a file in `root`, read before staging
+        cfg = new_config(overrides, project=cfg.project,
+                         policy=GGUF_TARGET if source.kind == "gguf" else source.location)
     created = next((p for p in reversed((root, *root.parents)) if not p.exists()), None)
     staging = root / f".tmp-init-{uuid.uuid4().hex[:8]}"
     try:
@@ -133,7 +95,7 @@ def init(root: Path, demo: bool, force: bool, overrides: list[str]) -> dict[str,
             staging.mkdir(parents=True)
         except OSError as err:
             raise UserError(f"{root}: cannot create the workspace there ({err.strerror})") from None
-        report = _build(Workspace(staging), cfg, demo)
+        report = _build(Workspace(staging), cfg, demo, source, checked, template)
         _move_into(root, staging, replace)
     except BaseException:
         if created is not None:
@@ -153,17 +115,46 @@ def _check_folder(root: Path) -> None:
             raise UserError(f"{root} is a file, not a folder" if p == root else f"{root}: {p} is a file, not a folder")
 
 
-def _build(ws: Workspace, cfg: config_mod.Config, demo: bool) -> dict[str, Any]:
+def _build(ws: Workspace, cfg: config_mod.Config, demo: bool, source: model_source.ModelSource | None = None,
+           checked: dict[str, Any] | None = None, template: str | None = None) -> dict[str, Any]:
     write_config(ws, cfg)
     for d in (ws.data_dir, ws.models_dir, ws.root / "rounds", ws.leaderboard_dir):
         d.mkdir(exist_ok=True)
     (ws.root / "guidelines.md").write_text(GUIDELINES)
     store = ws.open_store()
     try:
+        if source is not None:
+            return start_from(ws, cfg, store, source, checked or {}, template)
         return build_demo(ws, cfg, store) if demo else {}
     finally:
         # Closed before the move, so that SQLite's -wal/-shm files are not open while renamed.
         store.dispose()
+
+
+# Where `--model FILE.gguf` is converted to, relative to the workspace (`model.policy`).
+GGUF_TARGET = "models/base"
+
+
+def start_from(ws: Workspace, cfg: config_mod.Config, store: st.Store, source: model_source.ModelSource,
+               checked: dict[str, Any], template: str | None = None) -> dict[str, Any]:
+    """Register the `--model` source as the workspace's SFT model (round 1's incumbent), converting
+    a GGUF file into `models/base` first (with `template`, the `model.chat_template` text, as its
+    tokenizer's chat template when given); returns the model's lineage and metrics."""
+    lineage: dict[str, Any] = {"source": source.kind, "from": source.given} | checked
+    metrics: dict[str, Any] = {}
+    if source.kind == "gguf":
+        gguf = Path(source.location)
+        console.print(f"[bold]converting[/] {gguf.name} to safetensors in {GGUF_TARGET}/", highlight=False)
+        with atomic_dir(ws.root / GGUF_TARGET) as tmp:
+            metrics = model_source.convert_gguf(gguf, tmp, template, log=lambda line: console.print(line, markup=False))
+        lineage |= {"gguf": str(gguf), "gguf_sha256": model_source.file_sha256(gguf)}
+    elif source.kind == "folder":
+        lineage["path"] = source.location
+    else:
+        lineage["hub_id"] = source.location
+    with store.session() as s:
+        st.register_model(s, "sft", "sft", cfg.model.policy, metrics=metrics, lineage=lineage)
+    return {"model": {"policy": cfg.model.policy, "lineage": lineage, "metrics": metrics}}
 
 
 def _move_into(root: Path, staging: Path, replace: bool) -> None:

@@ -54,6 +54,7 @@ def run(ctx) -> dict:
     if ctx.annotator == "simulated":
         names = [f"sim-{i + 1}" for i in range(a.simulated.count)]
         with ctx.store.session() as s:
+            simulated.require_references(s, ctx.round_id, ctx.iter)
             made = simulated.simulate(s, ctx.round_id, names, true_quality, a.simulated.noise, ctx.seed("annotators"))
             failpoint("annotate:judged")
     with ctx.store.session() as s:
