@@ -43,7 +43,7 @@ def open_backend(model, tokenizer=None, cfg: GenerationConfig | None = None, mod
         return OpenAIBackend(path, cfg.openai)
     where = _preflight(path, root, model_cfg)
     if name == "transformers":
-        return TransformersBackend.load(where, None, model_cfg.dtype, model_cfg.trust_remote_code, cfg.batch_size)
+        return TransformersBackend.load(where, root, model_cfg, cfg.batch_size)
     if name == "vllm":
         if not vllm_importable():
             raise UserError("generation backend vllm: vLLM is not installed "
@@ -51,17 +51,17 @@ def open_backend(model, tokenizer=None, cfg: GenerationConfig | None = None, mod
         from policy.backends.vllm import EngineCannotRun
 
         try:
-            return _start_vllm(where, cfg, model_cfg, seed)
+            return _start_vllm(where, cfg, model_cfg, seed, root)
         except EngineCannotRun as err:
             raise UserError(f"{err} (generation.backend=transformers runs it)") from None
-    return _auto(where, cfg, model_cfg, seed)
+    return _auto(where, cfg, model_cfg, seed, root)
 
 
 def _preflight(path: str, root: Path | None, model_cfg: ModelConfig) -> str:
-    from rlhf.core.models import load_tokenizer, locate
+    from rlhf.core.models import locate, policy_tokenizer
 
     where = locate(path, root)
-    require_chat_template(load_tokenizer(where, None, model_cfg.trust_remote_code), path)
+    require_chat_template(policy_tokenizer(where, root, model_cfg), path)
     return where
 
 
@@ -69,20 +69,22 @@ def vllm_importable() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def _start_vllm(where: str, cfg: GenerationConfig, model_cfg: ModelConfig, seed: int) -> Backend:
+def _start_vllm(where: str, cfg: GenerationConfig, model_cfg: ModelConfig, seed: int, root: Path | None) -> Backend:
     from policy.backends.vllm import VLLMBackend
+    from rlhf.core.models import chat_template_text
 
-    return VLLMBackend(where, cfg.vllm, model_cfg.dtype, model_cfg.trust_remote_code, seed)
+    return VLLMBackend(where, cfg.vllm, model_cfg.dtype, model_cfg.trust_remote_code, seed,
+                       chat_template=chat_template_text(model_cfg.chat_template, root), revision=model_cfg.revision)
 
 
-def _auto(where: str, cfg: GenerationConfig, model_cfg: ModelConfig, seed: int) -> Backend:
+def _auto(where: str, cfg: GenerationConfig, model_cfg: ModelConfig, seed: int, root: Path | None) -> Backend:
     from policy.backends.transformers import TransformersBackend
 
     if not vllm_importable():
         reason = "vLLM is not installed"
     else:
         try:
-            backend = _start_vllm(where, cfg, model_cfg, seed)
+            backend = _start_vllm(where, cfg, model_cfg, seed, root)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 - any engine failure means: fall back, and say why
@@ -91,7 +93,7 @@ def _auto(where: str, cfg: GenerationConfig, model_cfg: ModelConfig, seed: int) 
             log("generation backend: vllm (auto)")
             return backend
     log(f"generation backend: transformers (auto: {reason})")
-    return TransformersBackend.load(where, None, model_cfg.dtype, model_cfg.trust_remote_code, cfg.batch_size)
+    return TransformersBackend.load(where, root, model_cfg, cfg.batch_size)
 
 
 def _one_line(err: BaseException) -> str:

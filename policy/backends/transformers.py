@@ -19,6 +19,7 @@ from policy.backends.base import (
     prompt_ids,
     require_chat_template,
 )
+from rlhf.core.models import ModelConfig
 from rlhf.core.types import Completion, PromptRow
 
 
@@ -33,14 +34,16 @@ class TransformersBackend:
         self.cache: str | None = "static"
 
     @classmethod
-    def load(cls, path: str, root: Path | None = None, dtype: str = "float32", trust_remote_code: bool = False,
+    def load(cls, path: str, root: Path | None = None, model_cfg: ModelConfig | None = None,
              batch_size: int = 64) -> TransformersBackend:
-        from rlhf.core.models import load_causal_lm, load_tokenizer
+        from rlhf.core.models import load_causal_lm, policy_tokenizer
 
-        tok = load_tokenizer(path, root, trust_remote_code)
+        cfg = model_cfg or ModelConfig()
+        tok = policy_tokenizer(path, root, cfg)
         # The template check comes before the (slower) weights load.
         require_chat_template(tok, path)
-        return cls(load_causal_lm(path, root, trust_remote_code, dtype), tok, batch_size, label=path)
+        return cls(load_causal_lm(path, root, cfg.trust_remote_code, cfg.dtype, revision=cfg.revision), tok,
+                   batch_size, label=path)
 
     @torch.no_grad()
     def generate(self, rows: list[PromptRow], params: SamplingParams, salt: int = 0,

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from policy.backends.base import (
@@ -73,7 +74,7 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, path: str, cfg: VLLMConfig, dtype: str = "float32", trust_remote_code: bool = False,
-                 seed: int = 0):
+                 seed: int = 0, chat_template: str | None = None, revision: str | None = None):
         _prepare_environment(cfg)
         import torch
         from vllm import LLM
@@ -103,6 +104,8 @@ class VLLMBackend:
             self.eager = True
         _engines_started += 1
         try:
+            if revision and not Path(path).exists():  # a hub id pinned by model.revision
+                kwargs["revision"] = kwargs["tokenizer_revision"] = revision
             self.llm = LLM(model=path, tokenizer=path, dtype=dtype, seed=seed, enforce_eager=self.eager,
                            trust_remote_code=trust_remote_code, max_num_seqs=cfg.max_num_seqs, **kwargs)
         finally:
@@ -111,6 +114,8 @@ class VLLMBackend:
             torch.set_num_threads = set_threads
             set_threads(threads)
         self.tokenizer = self.llm.get_tokenizer()
+        if chat_template:  # model.chat_template: prompts are rendered here, with this tokenizer, not by the engine
+            self.tokenizer.chat_template = chat_template
         require_chat_template(self.tokenizer, path)
         self._warm_up(path)
 

@@ -172,3 +172,17 @@ def set_threads(n: int) -> None:
 
     if n > 0:
         torch.set_num_threads(n)
+
+
+def policy_tokenizer(name: str, root: Path | None, cfg: ModelConfig):
+    """A policy's tokenizer as the workspace's `model:` settings say: remote code, hub revision, and
+    `model.chat_template` in place of its own (a no-op for models the round saved, which carry it)."""
+    return load_tokenizer(name, root, cfg.trust_remote_code, chat_template=chat_template_text(cfg.chat_template, root),
+                          revision=cfg.revision)
+
+
+def load_policy(name: str, root: Path | None, cfg: ModelConfig):
+    """(model, tokenizer) of a policy, loaded as `model:` says; the tokenizer comes first, it is the cheap check."""
+    tok = policy_tokenizer(name, root, cfg)
+    return load_causal_lm(name, root, cfg.trust_remote_code, cfg.dtype, revision=cfg.revision), tok
+

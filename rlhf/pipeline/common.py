@@ -9,22 +9,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
-from rlhf.core import schema
+from rlhf.core import models, schema
 from rlhf.core import store as st
 from rlhf.core.distributed import is_main_process
 from rlhf.core.failpoint import failpoint
-from rlhf.core.models import load_causal_lm, load_reward_model, load_tokenizer
+from rlhf.core.models import load_reward_model, load_tokenizer
 from rlhf.core.records import prompt_row
 from rlhf.core.types import PromptRow
 from rlhf.core.workspace import atomic_file
 
 
 def load_policy(ctx, model_path: str):
-    cfg = ctx.cfg.model
-    root = ctx.ws.root
-    tok = load_tokenizer(model_path, root, cfg.trust_remote_code)
-    model = load_causal_lm(model_path, root, cfg.trust_remote_code, cfg.dtype)
-    return model, tok
+    return models.load_policy(model_path, ctx.ws.root, ctx.cfg.model)
 
 
 def load_rm(ctx, model_path: str):
