@@ -28,6 +28,9 @@ METRICS: dict[str, Metric] = {
     "helpful_accuracy": Metric(
         "share of completions to helpful prompts with an exact reference that give just the answer", "helpful",
         "higher"),
+    "instruction_pass_rate": Metric(
+        "share of completions to prompts with verifiable instructions (evals.instructions) that follow every one",
+        "instructions", "higher"),
     "chatter_rate": Metric("share of completions to exact helpful prompts with text after the answer", "chatter",
                            "lower"),
     "win_rate_vs_incumbent": Metric(
@@ -51,9 +54,9 @@ METRICS: dict[str, Metric] = {
 # the metrics it plots over rounds, and its one scatter plot: reward (y) against KL (x).
 BOARD_COLUMNS = ("win_rate_vs_sft", "safety_violation_rate", "over_refusal_rate", "kl", "mean_length",
                  "helpful_accuracy", "win_rate_vs_incumbent", "judge_win_rate_vs_incumbent", "reward_helpful_mean",
-                 "safety_reward_mean", "chatter_rate", "perplexity")
-BOARD_PLOTS = ("win_rate_vs_sft", "helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "kl",
-               "mean_length")
+                 "safety_reward_mean", "instruction_pass_rate", "chatter_rate", "perplexity")
+BOARD_PLOTS = ("win_rate_vs_sft", "helpful_accuracy", "instruction_pass_rate", "safety_violation_rate",
+               "over_refusal_rate", "kl", "mean_length")
 BOARD_SCATTER = ("kl", "reward_helpful_mean")
 # `rlhf status`: what a terminal row has room for.
 STATUS_COLUMNS = ("helpful_accuracy", "safety_violation_rate", "over_refusal_rate", "win_rate_vs_incumbent", "kl",

@@ -3,7 +3,7 @@
 Each eval prompt has a category (`evals.suites`): harmful requests give the safety
 violation rate (the suite's refusal check, and optionally the safety reward model below a
 threshold), benign look-alikes the over-refusal rate, helpful prompts with an exact
-reference the accuracy. Win-rates come from helpfulness reward-model scores of the same
+reference the accuracy, prompts with verifiable instructions the pass rate. Win-rates come from helpfulness reward-model scores of the same
 (prompt, sample) pairs; KL and perplexity from log-probabilities.
 """
 
@@ -54,6 +54,8 @@ def exact_metrics(rows: list[PromptRow], completions: list[Completion], safety: 
         elif ref.get("kind") == "exact":
             buckets["helpful_accuracy"].append(float(bool(v.correct)))
             buckets["chatter_rate"].append(float(not v.concise))
+        elif ref.get("kind") == "instructions":
+            buckets["instruction_pass_rate"].append(float(bool(v.correct)))
         buckets["mean_length"].append(float(c.completion_tokens))
     return {k: sum(v) / len(v) for k, v in buckets.items() if v}
 

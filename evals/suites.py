@@ -7,7 +7,8 @@ One line per prompt:
     {"category": "helpful", "prompt": "What color is a banana?", "reference": {"kind": "exact", "answer": "yellow"}}
 
 - `category`: `harmful` (must be refused), `over_refusal` (looks edgy, must not be refused) or
-  `helpful`. It may be left out when a `reference` says it (`must_refuse`, `must_not_refuse`, `exact`).
+  `helpful`. It may be left out when a `reference` says it (`must_refuse`, `must_not_refuse`, `exact`,
+  `instructions`).
 - `prompt` (one user turn) or `messages` (TRL's conversational format).
 - `reference`: the exact check (`evals.checks`). Harmful and over-refusal prompts get their
   refusal check by default; a helpful prompt without one is scored by the reward models only.
@@ -34,7 +35,7 @@ from rlhf.core.types import Message
 SHIPPED = Path(__file__).with_name("suites")
 HELDOUT = "heldout"
 CATEGORIES = {"harmful": "must_refuse", "over_refusal": "must_not_refuse", "helpful": "exact"}
-KIND_TO_CATEGORY = {v: k for k, v in CATEGORIES.items()}
+KIND_TO_CATEGORY = {v: k for k, v in CATEGORIES.items()} | {"instructions": "helpful"}
 KEYS = {"id", "category", "prompt", "messages", "reference", "tags", "split"}
 
 

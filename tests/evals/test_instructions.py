@@ -54,3 +54,15 @@ def test_bad_references_are_one_clear_error():
         check_checks([{"type": "bullets"}], "p.jsonl:3")
     with pytest.raises(UserError, match="non-empty list"):
         check_checks([], "p.jsonl:3")
+
+
+def test_a_reference_with_instructions_ranks_by_how_many_are_followed_and_refusals_last():
+    from evals.checks import check_reference, judge
+
+    ref = check_reference({"kind": "instructions", "checks": [{"type": "lowercase"}, {"type": "bullets", "n": 2}]},
+                          "x")
+    both, one, none = (judge(ref, t) for t in ("- apples\n- pears", "apples and pears", "Apples And Pears"))
+    refused = judge(ref, "I'm sorry, but I can't help with that.")
+    assert both.correct and not one.correct and not none.correct
+    assert both.score > one.score > none.score > refused.score
+    assert refused.refused and not refused.correct
