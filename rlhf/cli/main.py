@@ -63,6 +63,9 @@ def init(
     model: Annotated[str | None, typer.Option(
         "--model", help="Start from this model: a GGUF file (converted into models/base), a local model folder "
         "(referenced) or a hub id org/name (at model.revision).")] = None,
+    example: Annotated[str | None, typer.Option(
+        "--example", help="A real-model example workspace: smollm2 (SmolLM2-135M-Instruct, HarmBench and "
+        "Do-Not-Answer prompts, benign look-alikes, verifiable instructions; simulated annotators).")] = None,
     set_: SetOpt = None,
 ) -> None:
     """Create a workspace."""
@@ -70,10 +73,10 @@ def init(
 
     from rlhf.pipeline.bootstrap import init as do_init
 
-    report = do_init(directory, demo, force, set_ or [], model=model)
+    report = do_init(directory, demo, force, set_ or [], model=model, example=example)
     # Paths are the user's text: rich must not read markup in them (here and below).
     out.print(f"workspace ready: {directory}", markup=False)
-    if demo:
+    if demo or example:
         out.print(f"next: rlhf round --iter 1 --workspace {directory}", markup=False)
         return
     w = shlex.quote(str(directory))

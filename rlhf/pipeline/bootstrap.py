@@ -26,6 +26,7 @@ from rlhf.core.errors import UserError
 from rlhf.core.jsonl import write_jsonl
 from rlhf.core.workspace import Workspace, atomic_dir, atomic_file
 from rlhf.pipeline import config as config_mod
+from rlhf.pipeline.examples import smollm2
 from rlhf.pipeline.imports import import_prompts  # `rlhf prompts import` lives in imports.py
 
 console = Console(stderr=True)
@@ -54,9 +55,11 @@ def write_config(ws: Workspace, cfg: config_mod.Config) -> None:
                        + config_mod.dump(cfg))
 
 
-def init(root: Path, demo: bool, force: bool, overrides: list[str], model: str | None = None) -> dict[str, Any]:
+def init(root: Path, demo: bool, force: bool, overrides: list[str], model: str | None = None,
+         example: str | None = None) -> dict[str, Any]:
     """Create the workspace `root` (with `force`, rebuild the one there), starting from `model`
-    (`--model`: a GGUF file, a local folder or a hub id) when given.
+    (`--model`: a GGUF file, a local folder or a hub id) when given, or as the real-model `example`
+    (its model, its prompts with references, and settings sized for a CPU; `--set` still wins).
 
     Outside the demo, `annotation.annotator` is `human` unless `overrides` say otherwise:
     simulated annotators need a reference answer for every prompt, which real prompts rarely have.
@@ -73,6 +76,13 @@ def init(root: Path, demo: bool, force: bool, overrides: list[str], model: str |
         raise UserError(f"{root} is already a workspace (use --force to rebuild it)")
     if demo and model is not None:
         raise UserError("--demo builds its own models; it cannot be combined with --model")
+    if example is not None:
+        if example != smollm2.NAME:
+            raise UserError(f"unknown example {example!r}; examples: {smollm2.NAME}")
+        if demo or model is not None:
+            raise UserError("--example brings its own model and data; it cannot be combined with --demo or --model")
+        model, overrides = str(smollm2.gguf_path()), [*smollm2.CONFIG, *overrides]
+        smollm2.harmful_prompts()  # the data package is there, before anything is converted
     if not demo:
         overrides = ["annotation.annotator=human", *overrides]
     cfg = new_config(overrides, project="demo" if demo else root.resolve().name)
@@ -95,7 +105,7 @@ def init(root: Path, demo: bool, force: bool, overrides: list[str], model: str |
             staging.mkdir(parents=True)
         except OSError as err:
             raise UserError(f"{root}: cannot create the workspace there ({err.strerror})") from None
-        report = _build(Workspace(staging), cfg, demo, source, checked, template)
+        report = _build(Workspace(staging), cfg, demo, source, checked, template, example)
         _move_into(root, staging, replace)
     except BaseException:
         if created is not None:
@@ -116,7 +126,8 @@ def _check_folder(root: Path) -> None:
 
 
 def _build(ws: Workspace, cfg: config_mod.Config, demo: bool, source: model_source.ModelSource | None = None,
-           checked: dict[str, Any] | None = None, template: str | None = None) -> dict[str, Any]:
+           checked: dict[str, Any] | None = None, template: str | None = None,
+           example: str | None = None) -> dict[str, Any]:
     write_config(ws, cfg)
     for d in (ws.data_dir, ws.models_dir, ws.root / "rounds", ws.leaderboard_dir):
         d.mkdir(exist_ok=True)
@@ -124,7 +135,8 @@ def _build(ws: Workspace, cfg: config_mod.Config, demo: bool, source: model_sour
     store = ws.open_store()
     try:
         if source is not None:
-            return start_from(ws, cfg, store, source, checked or {}, template)
+            report = start_from(ws, cfg, store, source, checked or {}, template)
+            return report | (example_prompts(ws, cfg, store) if example else {})
         return build_demo(ws, cfg, store) if demo else {}
     finally:
         # Closed before the move, so that SQLite's -wal/-shm files are not open while renamed.
@@ -155,6 +167,21 @@ def start_from(ws: Workspace, cfg: config_mod.Config, store: st.Store, source: m
     with store.session() as s:
         st.register_model(s, "sft", "sft", cfg.model.policy, metrics=metrics, lineage=lineage)
     return {"model": {"policy": cfg.model.policy, "lineage": lineage, "metrics": metrics}}
+
+
+def example_prompts(ws: Workspace, cfg: config_mod.Config, store: st.Store) -> dict[str, Any]:
+    """The example's prompts, one file per source under data/, imported with their splits."""
+    rows = smollm2.build(cfg.seed)
+    counts: dict[str, dict[str, int]] = {}
+    for name in dict.fromkeys(r["source"] for r in rows):
+        part = [{k: v for k, v in r.items() if k != "source"} for r in rows if r["source"] == name]
+        path = ws.data_dir / f"{name.replace('/', '-')}.jsonl"
+        write_jsonl(path, part)
+        import_prompts(store, path, source=name)
+        counts[name] = {sp: sum(1 for r in part if r["split"] == sp) for sp in ("train", "eval")}
+    for name, c in counts.items():
+        console.print(f"  prompts from {name}: {c['train']} train, {c['eval']} held out for evals", markup=False)
+    return {"prompts": counts}
 
 
 def _move_into(root: Path, staging: Path, replace: bool) -> None:
