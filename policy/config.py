@@ -32,6 +32,17 @@ class OpenAIConfig(OpenAIEndpoint):
     """The `openai` generation backend's server."""
 
 
+class ContextDistillationConfig(Section):
+    """Llama 2's context distillation: candidates sampled with a safety preprompt, trained on without it."""
+
+    samples: int = Field(
+        0, ge=0, le=16, description="Extra candidates per selected prompt, sampled with a safety preprompt "
+        "(policy/preprompts.py; a different one for each sample) and recorded as such (params.preprompt); "
+        "annotators judge them like any candidate, and training sees the prompt without the preprompt (0 = off).")
+    tags: list[str] = Field(["safety"], description="Prompts with one of these tags get them (empty = every prompt).")
+    demonstrations: int = Field(3, ge=1, le=3, description="Declined demonstration turns in each preprompt.")
+
+
 class GenerationConfig(Section):
     backend: Literal["auto", "transformers", "vllm", "openai"] = Field(
         "auto", description="Generation backend; `auto` picks vLLM when it imports and starts, else transformers."
@@ -45,6 +56,7 @@ class GenerationConfig(Section):
     chunk_prompts: int = Field(64, ge=1, description="Prompts per checkpoint: a killed run resumes after the last chunk.")
     vllm: VLLMConfig = VLLMConfig()
     openai: OpenAIConfig = OpenAIConfig()
+    context_distillation: ContextDistillationConfig = ContextDistillationConfig()
 
 
 class SFTConfig(Section):

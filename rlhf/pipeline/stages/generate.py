@@ -12,7 +12,7 @@ from rlhf.core.errors import UserError
 from rlhf.core.failpoint import failpoint
 from rlhf.core.records import candidate_row
 from rlhf.pipeline.common import complete, model_row, round_prompts, write_parquet
-from rlhf.pipeline.sampling import round_params, sample
+from rlhf.pipeline.sampling import distilled, round_params, sample
 
 
 def refuse_if_annotated(s, round_id: int, iteration: int) -> None:
@@ -77,9 +77,12 @@ def run(ctx) -> dict:
     journal = ctx.dir / "candidates.journal.jsonl"
     completions = sample(ctx, incumbent.path, rows, params, f"generate ({incumbent.name})", journal=journal,
                          on_chunk=lambda _: failpoint("generate:chunk"))
+    preprompted = ctx.dir / "distilled.journal.jsonl"
+    completions += distilled(ctx, incumbent.path, rows, params, preprompted, lambda _: failpoint("generate:chunk"))
     path = ctx.dir / "candidates.parquet"
     table = pd.DataFrame([c.__dict__ | {"params": json.dumps(c.params, sort_keys=True)} for c in completions])
     summary = {"prompts": len(rows), "candidates": len(completions), "model": incumbent.name,
+               "preprompted": sum(1 for c in completions if "preprompt" in c.params),
                "mean_tokens": sum(c.completion_tokens for c in completions) / max(len(completions), 1),
                "backends": sorted({str(c.params.get("backend")) for c in completions})}
 
@@ -97,4 +100,5 @@ def run(ctx) -> dict:
 
     complete(ctx, "generate", summary, [("candidates", path)], insert)
     journal.unlink(missing_ok=True)
+    preprompted.unlink(missing_ok=True)
     return summary

@@ -100,3 +100,27 @@ def test_generating_again_is_refused_once_tasks_exist(ws):
             queue.create_tasks(s, ctx.round_id, 1, 0)
         with ctx.store.session() as s, pytest.raises(UserError, match=r"already annotated \(2 tasks, 0 judgments\)"):
             generate.refuse_if_annotated(s, ctx.round_id, 1)
+
+
+@pytest.mark.slow
+def test_context_distillation_adds_preprompted_candidates_to_safety_prompts_only(demo_ws, one_thread):
+    overrides = ["generation.n=2", "round.prompts_per_round=12", "generation.max_new_tokens=6",
+                 "generation.backend=transformers", "generation.context_distillation.samples=2"]
+    with stage_context(demo_ws, overrides) as ctx:
+        rows = {p.id: p for p in round_prompts(ctx)}
+        summary = generate.run(ctx)
+        with ctx.store.session() as s:
+            cands = list(s.scalars(select(schema.Candidate).where(schema.Candidate.round_id == ctx.round_id)))
+    safety = {pid for pid, r in rows.items() if "safety" in r.tags}
+    assert safety and safety != set(rows), "the demo's round mixes safety and other prompts"
+    per_prompt = Counter(c.prompt_id for c in cands)
+    assert per_prompt == {pid: 4 if pid in safety else 2 for pid in rows}
+    preprompted = [c for c in cands if "preprompt" in c.params]
+    assert {(c.prompt_id, c.sample_index) for c in preprompted} == {(p, k) for p in safety for k in (2, 3)}
+    assert summary["preprompted"] == len(preprompted) == 2 * len(safety)
+    # The preprompt reached the model (its demonstrations are hundreds of tokens), and two samples of
+    # one prompt went behind two different preprompts.
+    plain = {c.prompt_id: c.prompt_tokens for c in cands if "preprompt" not in c.params}
+    assert all(c.prompt_tokens > plain[c.prompt_id] + 100 for c in preprompted)
+    assert all(len({c.params["preprompt"] for c in preprompted if c.prompt_id == p}) == 2 for p in safety)
+    assert not (demo_ws.round_dir(1) / "distilled.journal.jsonl").exists()
