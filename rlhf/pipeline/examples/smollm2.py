@@ -34,6 +34,7 @@ CONFIG = [
     "annotation.annotator=simulated",
     "generation.max_new_tokens=96",
     "generation.n=4",
+    "generation.context_distillation.samples=2",
     "round.prompts_per_round=120",
     "reward.max_length=256",
     "reward.epochs=1",
