@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -69,8 +70,6 @@ def init(
     set_: SetOpt = None,
 ) -> None:
     """Create a workspace."""
-    import shlex
-
     from rlhf.pipeline.bootstrap import init as do_init
 
     report = do_init(directory, demo, force, set_ or [], model=model, example=example)

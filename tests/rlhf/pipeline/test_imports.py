@@ -13,7 +13,8 @@ from sqlalchemy import select
 from rlhf.core import schema
 from rlhf.core import store as st
 from rlhf.core.errors import UserError
-from rlhf.pipeline.imports import import_preferences, import_prompts, read_source
+from rlhf.core.sources import read_source
+from rlhf.pipeline.imports import import_preferences, import_prompts
 from tests.annotation.helpers import run as cli
 
 
