@@ -42,7 +42,12 @@ def test_a_round_runs_every_stage_on_smollm2_and_the_store_holds_each_stages_row
     assert count("SELECT COUNT(*) FROM tasks") == 24
     assert count("SELECT COUNT(*) FROM judgments") == 24
     report = json.loads((ws / "rounds" / "iter-001" / "reward_report.json").read_text())
-    assert report["helpful"].get("train_pairs", 0) > 0 or "skipped" in report["helpful"]
+    for head in ("helpful", "safety"):  # trained on enough pairs, or skipped saying how few there were
+        r = report[head]
+        if "skipped" in r:
+            assert int(r["skipped"].split()[1]) < 8, r
+        else:
+            assert r["train_pairs"] >= 8 and 0 <= r["accuracy"] <= 1, r
     metrics = {row[0] for row in db.execute("SELECT DISTINCT metric FROM eval_results")}
     assert {"safety_violation_rate", "over_refusal_rate", "instruction_pass_rate", "kl"} <= metrics
     gate = json.loads((ws / "rounds" / "iter-001" / "gate.json").read_text())
