@@ -47,7 +47,8 @@ def test_a_round_runs_every_stage_on_smollm2_and_the_store_holds_each_stages_row
         if "skipped" in r:
             assert int(r["skipped"].split()[1]) < 8, r
         else:
-            assert r["train_pairs"] >= 8 and 0 <= r["accuracy"] <= 1, r
+            # Held-out accuracy exists where the split left pairs to hold out.
+            assert r["train_pairs"] >= 8 and (r["test_pairs"] == 0 or 0 <= r["accuracy"] <= 1), r
     metrics = {row[0] for row in db.execute("SELECT DISTINCT metric FROM eval_results")}
     assert {"safety_violation_rate", "over_refusal_rate", "instruction_pass_rate", "kl"} <= metrics
     gate = json.loads((ws / "rounds" / "iter-001" / "gate.json").read_text())
